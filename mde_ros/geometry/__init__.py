@@ -1,0 +1,6 @@
+"""Camera geometry: intrinsics, back-projection, point cloud layout (ROS-free)."""
+
+from .intrinsics import CameraIntrinsics
+from .pointcloud import POINT_DTYPE, backproject, pack_points
+
+__all__ = ["CameraIntrinsics", "POINT_DTYPE", "backproject", "pack_points"]

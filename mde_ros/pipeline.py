@@ -1,0 +1,143 @@
+"""The ROS-free depth pipeline: frame -> preprocess -> backend -> postprocess -> scale -> depth + cloud.
+
+The ROS node and the `mde-ros` CLI are thin adapters around `DepthPipeline`.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Callable
+
+import numpy as np
+
+from .errors import InvalidInputError
+from .geometry.intrinsics import CameraIntrinsics
+from .geometry.pointcloud import backproject
+from .inference.base import Backend
+from .models.spec import DISPARITY
+from .processing import Preprocessor, metric_depth, relative_depth_from_disparity, resize_prediction
+from .scale.base import METRIC, RELATIVE, ScaleEstimator, ScaleInput, ScaleState
+
+PromptFn = Callable[[np.ndarray], np.ndarray]
+
+
+@dataclass
+class Frame:
+    """One camera image as the core sees it."""
+
+    rgb: np.ndarray  # HxWx3 uint8 RGB
+    intrinsics: CameraIntrinsics | None = None
+    stamp: float = 0.0  # seconds
+
+    def __post_init__(self) -> None:
+        if self.rgb.ndim != 3 or self.rgb.shape[2] != 3 or self.rgb.dtype != np.uint8:
+            raise InvalidInputError(f"frame must be HxWx3 uint8 RGB, got {self.rgb.shape} {self.rgb.dtype}")
+        if self.rgb.shape[0] == 0 or self.rgb.shape[1] == 0:
+            raise InvalidInputError("frame is empty (zero width or height)")
+
+
+@dataclass
+class DepthResult:
+    depth: np.ndarray  # HxW float32: metres when `metric`, unit-less (median 1) otherwise; NaN invalid
+    metric: bool
+    scale: ScaleState
+    prediction: np.ndarray  # raw model output at image size (disparity or metres)
+    network_size: tuple[int, int]  # (height, width) fed to the network
+    points: np.ndarray | None = None  # [H', W', 3] float32 in the optical frame
+    timings_ms: dict[str, float] = field(default_factory=dict)
+
+
+class DepthPipeline:
+    """Owns one backend; call `process` from a single thread."""
+
+    def __init__(
+        self,
+        backend: Backend,
+        input_size: int | None = None,
+        scale: ScaleEstimator | None = None,
+        prompt_fn: PromptFn | None = None,
+        depth_max: float = 0.0,
+    ) -> None:
+        self.backend = backend
+        self.spec = backend.spec
+        self.input_size = input_size or self.spec.default_input_size
+        self.preprocess = Preprocessor(self.spec, self.input_size)
+        self.scale = scale or ScaleEstimator()
+        if self.spec.needs_prompt and prompt_fn is None:
+            from .models.prompts import prompt_fn_for
+
+            prompt_fn = prompt_fn_for(self.spec)
+        self.prompt_fn = prompt_fn
+        self.depth_max = depth_max
+
+
+    def process(
+        self, frame: Frame, want_points: bool = False, points_stride: int = 1, points_max_range: float = 0.0
+    ) -> DepthResult:
+        timings = {}
+        start = time.perf_counter()
+        height, width = frame.rgb.shape[:2]
+        if frame.intrinsics is not None and not frame.intrinsics.matches(width, height):
+            raise InvalidInputError(
+                f"CameraInfo is {frame.intrinsics.width}x{frame.intrinsics.height} "
+                f"but the image is {width}x{height}"
+            )
+        pixels = self.preprocess(frame.rgb)
+        prompt = self.prompt_fn(frame.rgb) if self.prompt_fn else None
+        timings["preprocess"] = _lap(start)
+
+        mark = time.perf_counter()
+        raw = self.backend.infer(pixels, prompt)
+        timings["inference"] = _lap(mark)
+
+        mark = time.perf_counter()
+        prediction = resize_prediction(raw[0], height, width)
+        net_size = pixels.shape[2:]
+        state = self.scale.update(
+            ScaleInput(prediction, frame.rgb, frame.intrinsics, frame.stamp, self.spec.convention)
+        )
+        depth, metric = self._to_depth(prediction, state, frame.intrinsics, net_size)
+        if self.depth_max > 0:
+            depth[depth > self.depth_max] = np.nan
+        timings["postprocess"] = _lap(mark)
+
+        points = None
+        if want_points and frame.intrinsics is not None:
+            mark = time.perf_counter()
+            points = backproject(depth, frame.intrinsics, points_stride, points_max_range)
+            timings["points"] = _lap(mark)
+        timings["total"] = _lap(start)
+        return DepthResult(depth, metric, state, prediction, net_size, points, timings)
+
+    def _to_depth(
+        self,
+        prediction: np.ndarray,
+        state: ScaleState,
+        intrinsics: CameraIntrinsics | None,
+        net_size: tuple[int, int],
+    ) -> tuple[np.ndarray, bool]:
+        if self.spec.convention == DISPARITY:
+            if state.is_metric:
+                return state.disparity_to_depth(prediction), True
+            return relative_depth_from_disparity(prediction), False
+        # Metric models: the network saw the resized image, so its focal length is fx * resize factor.
+        fx_net = intrinsics.fx * net_size[1] / intrinsics.width if intrinsics else None
+        depth = metric_depth(prediction, self.spec, fx_net).astype(np.float32, copy=True)
+        if state.is_metric and state.scale != 1.0:
+            depth *= np.float32(state.scale)
+        depth[~(depth > 0)] = np.nan
+        return depth, True
+
+    @property
+    def scale_status(self) -> str:
+        if self.spec.convention != DISPARITY:
+            return METRIC
+        return self.scale.state.status if self.scale.state.is_metric else RELATIVE
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def _lap(start: float) -> float:
+    return (time.perf_counter() - start) * 1000.0

@@ -1,0 +1,121 @@
+"""Pre- and post-processing shared by every backend (numpy + OpenCV, no per-pixel loops)."""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+from .models.spec import DISPARITY, METRIC, METRIC_CANONICAL, ModelSpec
+
+
+def network_size(height: int, width: int, short_side: int, multiple: int) -> tuple[int, int]:
+    """Network input (height, width): aspect ratio kept, short side ~`short_side`, multiples of `multiple`.
+
+    Never a fixed square: stretching a 4:3 image to 518x518 distorts the geometry the depth
+    network sees.
+    """
+    if height <= 0 or width <= 0:
+        raise ValueError(f"image size must be positive, got {width}x{height}")
+    short_side = max(multiple, round(short_side / multiple) * multiple)
+    scale = short_side / min(height, width)
+
+    def snap(value: float) -> int:
+        return max(multiple, int(round(value / multiple)) * multiple)
+
+    if height <= width:
+        return short_side, snap(width * scale)
+    return snap(height * scale), short_side
+
+
+class Preprocessor:
+    """RGB uint8 HxWx3 -> normalised float32 [1,3,h,w], reusing one output buffer per size."""
+
+    def __init__(self, spec: ModelSpec, short_side: int) -> None:
+        self.spec = spec
+        self.short_side = short_side
+        std = np.asarray(spec.std, np.float32)
+        # x_norm = (x/255 - mean)/std = x * gain + bias, one fused multiply-add per channel.
+        self._gain = (1.0 / (255.0 * std)).reshape(1, 1, 3)
+        self._bias = (-np.asarray(spec.mean, np.float32) / std).reshape(1, 1, 3)
+        self._buffer: np.ndarray | None = None
+
+    def input_size(self, height: int, width: int) -> tuple[int, int]:
+        return network_size(height, width, self.short_side, self.spec.patch_multiple)
+
+    def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        net_h, net_w = self.input_size(*rgb.shape[:2])
+        interpolation = cv2.INTER_AREA if net_h < rgb.shape[0] else cv2.INTER_CUBIC
+        resized = cv2.resize(rgb, (net_w, net_h), interpolation=interpolation)
+        normalised = resized.astype(np.float32)
+        normalised *= self._gain
+        normalised += self._bias
+        if self._buffer is None or self._buffer.shape[2:] != (net_h, net_w):
+            self._buffer = np.empty((1, 3, net_h, net_w), np.float32)
+        self._buffer[0] = normalised.transpose(2, 0, 1)
+        return self._buffer
+
+
+def resize_prediction(prediction: np.ndarray, height: int, width: int) -> np.ndarray:
+    """Network output [h,w] (or [1,h,w]) back to the image size, bilinear, float32."""
+    prediction = np.asarray(prediction, np.float32).reshape(prediction.shape[-2:])
+    if prediction.shape == (height, width):
+        return prediction
+    return cv2.resize(prediction, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def relative_depth_from_disparity(disparity: np.ndarray, min_fraction: float = 1e-3) -> np.ndarray:
+    """Unit-less depth from affine-invariant disparity, NaN where disparity is ~0 or negative.
+
+    Without a scale estimate, 1/disparity normalised to a median of 1 is the honest answer: its
+    shape is right up to the unknown shift, its unit is not metres. Pixels whose disparity is
+    below `min_fraction` of the robust maximum (sky, far background) are invalid.
+    """
+    finite = disparity[np.isfinite(disparity)]
+    if finite.size == 0:
+        return np.full(disparity.shape, np.nan, np.float32)
+    ceiling = float(np.percentile(finite, 99.0))
+    if ceiling <= 0:
+        return np.full(disparity.shape, np.nan, np.float32)
+    valid = disparity > ceiling * min_fraction
+    depth = np.full(disparity.shape, np.nan, np.float32)
+    np.divide(1.0, disparity, out=depth, where=valid)
+    median = np.nanmedian(depth) if valid.any() else np.nan
+    if np.isfinite(median) and median > 0:
+        depth /= median
+    return depth
+
+
+def metric_depth(prediction: np.ndarray, spec: ModelSpec, fx_network: float | None) -> np.ndarray:
+    """Metres from a metric model's output; canonical-focal models are rescaled by fx/f_canonical.
+
+    `fx_network` is the focal length in pixels of the *network input* image (CameraInfo fx times
+    the resize factor), because the network saw that image, not the original.
+    """
+    if spec.convention == METRIC:
+        return prediction
+    if spec.convention == METRIC_CANONICAL:
+        if not fx_network or fx_network <= 0:
+            raise ValueError(f"model {spec.name} needs camera intrinsics for its canonical focal length")
+        return prediction * np.float32(fx_network / spec.canonical_focal)
+    raise ValueError(f"model {spec.name} has convention {spec.convention}, not metric")
+
+
+def is_relative(spec: ModelSpec) -> bool:
+    return spec.convention == DISPARITY
+
+
+def colorize(depth: np.ndarray, max_depth: float | None = None) -> np.ndarray:
+    """bgr8 colour map (near = warm, far = cool; invalid = black) for people, not for planners."""
+    valid = np.isfinite(depth)
+    if not valid.any():
+        return np.zeros(depth.shape + (3,), np.uint8)
+    low = float(np.percentile(depth[valid], 2.0))
+    high = float(max_depth) if max_depth else float(np.percentile(depth[valid], 98.0))
+    span = max(high - low, 1e-6)
+    normalised = np.clip((depth - low) / span, 0.0, 1.0)
+    gray = np.zeros(depth.shape, np.uint8)
+    np.multiply(1.0 - normalised, 255.0, out=normalised)
+    gray[valid] = normalised[valid].astype(np.uint8)
+    colored = cv2.applyColorMap(gray, cv2.COLORMAP_TURBO)
+    colored[~valid] = 0
+    return colored

@@ -1,0 +1,80 @@
+"""The contract between the pipeline and scale estimators.
+
+Relative models output affine-invariant disparity d. Metric depth is recovered in inverse-depth
+space, 1/depth = s * d + t, never as depth = a * d + b. Metric models output metres already; an
+estimator may still correct them (focal length) with s != 1 in depth space (`applies_to_metric`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..geometry.intrinsics import CameraIntrinsics
+
+RELATIVE = "relative"  # no metric estimate yet: published depth is unit-less (median 1)
+METRIC = "metric"  # a current metric estimate is applied
+HOLDING = "holding"  # latest data was rejected; the last good estimate is applied
+
+
+@dataclass
+class ScaleState:
+    status: str = RELATIVE
+    scale: float = 1.0  # s
+    shift: float = 0.0  # t
+    uncertainty: float = float("inf")  # std of log(s)
+    age_s: float = float("inf")  # seconds since the estimate was last updated
+    message: str = "no scale estimate yet"
+    counters: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def is_metric(self) -> bool:
+        return self.status in (METRIC, HOLDING)
+
+    def disparity_to_depth(self, disparity: np.ndarray) -> np.ndarray:
+        """Metric depth from disparity with 1/depth = s d + t; NaN where that is not positive."""
+        inverse = disparity * np.float32(self.scale) + np.float32(self.shift)
+        depth = np.full(disparity.shape, np.nan, np.float32)
+        np.divide(1.0, inverse, out=depth, where=inverse > 1e-6)
+        return depth
+
+
+@dataclass
+class ScaleInput:
+    """What an estimator sees for one frame (all at the original image resolution)."""
+
+    prediction: np.ndarray  # model output resized to the image: disparity or metres
+    rgb: np.ndarray
+    intrinsics: CameraIntrinsics | None
+    stamp: float  # seconds
+    convention: str
+
+
+class ScaleEstimator:
+    """Base estimator: never metric. Subclasses implement `update`."""
+
+    mode = "none"
+
+    def __init__(self) -> None:
+        self.state = ScaleState()
+
+    def update(self, item: ScaleInput) -> ScaleState:
+        return self.state
+
+    def reset(self) -> None:
+        self.state = ScaleState()
+
+
+class FixedScale(ScaleEstimator):
+    """A user-given (s, t): for calibrated set-ups and tests."""
+
+    mode = "fixed"
+
+    def __init__(self, scale: float, shift: float = 0.0) -> None:
+        super().__init__()
+        self.state = ScaleState(METRIC, scale, shift, 0.0, 0.0, "fixed scale from parameters")
+
+    def update(self, item: ScaleInput) -> ScaleState:
+        self.state.age_s = 0.0
+        return self.state
