@@ -6,8 +6,8 @@ The ROS node and the `mde-ros` CLI are thin adapters around `DepthPipeline`.
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable
 
 import numpy as np
 
@@ -70,7 +70,6 @@ class DepthPipeline:
             prompt_fn = prompt_fn_for(self.spec)
         self.prompt_fn = prompt_fn
         self.depth_max = depth_max
-
 
     def process(
         self, frame: Frame, want_points: bool = False, points_stride: int = 1, points_max_range: float = 0.0

@@ -20,7 +20,7 @@ def network_size(height: int, width: int, short_side: int, multiple: int) -> tup
     scale = short_side / min(height, width)
 
     def snap(value: float) -> int:
-        return max(multiple, int(round(value / multiple)) * multiple)
+        return max(multiple, round(value / multiple) * multiple)
 
     if height <= width:
         return short_side, snap(width * scale)

@@ -3,4 +3,4 @@
 from .intrinsics import CameraIntrinsics
 from .pointcloud import POINT_DTYPE, backproject, pack_points
 
-__all__ = ["CameraIntrinsics", "POINT_DTYPE", "backproject", "pack_points"]
+__all__ = ["POINT_DTYPE", "CameraIntrinsics", "backproject", "pack_points"]

@@ -20,7 +20,7 @@ class CameraIntrinsics:
     height: int
 
     @classmethod
-    def from_k(cls, k: "np.ndarray | list[float]", width: int, height: int) -> CameraIntrinsics:
+    def from_k(cls, k: np.ndarray | list[float], width: int, height: int) -> CameraIntrinsics:
         """From a row-major 3x3 K (CameraInfo.k)."""
         k = np.asarray(k, dtype=np.float64).reshape(-1)
         if k.size != 9:

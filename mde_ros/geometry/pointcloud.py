@@ -19,7 +19,10 @@ def _rays(intr: CameraIntrinsics, stride: int) -> tuple[np.ndarray, np.ndarray]:
     if rays is None:
         u = np.arange(0, intr.width, stride, dtype=np.float32)
         v = np.arange(0, intr.height, stride, dtype=np.float32)
-        rays = ((u - np.float32(intr.cx)) / np.float32(intr.fx), (v - np.float32(intr.cy)) / np.float32(intr.fy))
+        rays = (
+            (u - np.float32(intr.cx)) / np.float32(intr.fx),
+            (v - np.float32(intr.cy)) / np.float32(intr.fy),
+        )
         if len(_RAY_CACHE) > 16:
             _RAY_CACHE.clear()
         _RAY_CACHE[key] = rays

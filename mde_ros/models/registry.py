@@ -31,7 +31,8 @@ _OUT_INDICES = {
     ("v2", "large"): [5, 12, 18, 24],
 }
 _SIZE_CODES = {"small": "s", "base": "b", "large": "l"}
-_METRIC_SETS = {"indoor": ("hypersim", 20.0), "outdoor": ("vkitti", 80.0)}  # transformers 5 wants an int max_depth in the config
+# max_depth is cast to int for the transformers 5 config, which types it as int.
+_METRIC_SETS = {"indoor": ("hypersim", 20.0), "outdoor": ("vkitti", 80.0)}
 
 
 def depth_anything_config(

@@ -14,10 +14,19 @@ from .spec import ModelSpec
 
 def tiny_depth_anything_spec(convention: str = "disparity", name: str | None = None) -> ModelSpec:
     """A Depth Anything V2 layout shrunk to ~0.2 M parameters (same graph, fewer channels)."""
-    base = get_spec("depth-anything-v2-small" if convention == "disparity" else "depth-anything-v2-metric-indoor-small")
+    base = get_spec(
+        "depth-anything-v2-small" if convention == "disparity" else "depth-anything-v2-metric-indoor-small"
+    )
     config = copy.deepcopy(base.config)
-    config["backbone_config"].update(hidden_size=48, num_hidden_layers=4, num_attention_heads=2, out_indices=[1, 2, 3, 4])
-    config.update(reassemble_hidden_size=48, neck_hidden_sizes=[8, 16, 24, 32], fusion_hidden_size=16, head_hidden_size=8)
+    config["backbone_config"].update(
+        hidden_size=48, num_hidden_layers=4, num_attention_heads=2, out_indices=[1, 2, 3, 4]
+    )
+    config.update(
+        reassemble_hidden_size=48,
+        neck_hidden_sizes=[8, 16, 24, 32],
+        fusion_hidden_size=16,
+        head_hidden_size=8,
+    )
     return ModelSpec(
         name=name or f"random-tiny-depth-anything-{convention}",
         architecture="depth_anything",

@@ -58,7 +58,9 @@ def depth_module(model):
             hidden = inner.neck(features, patch_h, patch_w)
             head = inner.head
             x = head.conv1(hidden[head.head_in_index])
-            x = nn.functional.interpolate(x, (patch_h * patch, patch_w * patch), mode="bilinear", align_corners=True)
+            x = nn.functional.interpolate(
+                x, (patch_h * patch, patch_w * patch), mode="bilinear", align_corners=True
+            )
             x = head.activation1(head.conv2(x))
             x = head.activation2(head.conv3(x)) * head.max_depth
             return x.squeeze(1)
