@@ -1,0 +1,1 @@
+"""Sample data: readers for Debian's visp-images-data sequences (fetched and cached, never committed)."""
