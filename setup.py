@@ -23,7 +23,6 @@ setup(
     maintainer="mde_ros maintainers",
     description="Monocular depth estimation ROS 2 node (Depth Anything, LLM-MDE).",
     license="Apache-2.0",
-    tests_require=["pytest"],
     entry_points={
         "console_scripts": [
             "depth_node = mde_ros.ros.depth_node:main",

@@ -1,0 +1,117 @@
+"""The demo's orchestration: node process + sample player + recorder (see `mde-ros demo`)."""
+
+from __future__ import annotations
+
+import argparse
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import rclpy
+from rclpy.executors import MultiThreadedExecutor
+
+from ..data.visp import castel_frames
+from ..models.resolve import resolve_onnx
+from ..paths import config_file, engine_dir
+from .recorder import Recorder
+from .sample_player import SamplePlayer
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    output = Path(args.output)
+    frames = castel_frames()
+    height, width = frames[0].rgb.shape[:2]
+    print(f"sample sequence: castel (Intel SR300), {len(frames)} frames {width}x{height}")
+    # Resolve (and export once) before starting the node, so that errors are reported here.
+    onnx_path = resolve_onnx(args.model, engine_dir())
+    node = _start_node(onnx_path, args)
+    rclpy.init()
+    executor = MultiThreadedExecutor(num_threads=2)
+    recorder = Recorder(output)
+    depths = [f.depth for f in frames] if args.scale == "sparse" else None
+    player = None
+    try:
+        executor.add_node(recorder)
+        if not _wait_for_node(recorder, executor, node, args.startup_timeout):
+            return 1
+        player = SamplePlayer(
+            [f.rgb[:, :, 0] for f in frames], frames[0].intrinsics, args.rate, args.loops, depths=depths
+        )
+        executor.add_node(player)
+        started = time.monotonic()
+        while not player.done:
+            executor.spin_once(timeout_sec=0.05)
+        deadline = time.monotonic() + 5.0  # let the last frames through the network
+        while time.monotonic() < deadline and recorder.stats.counts["depth/image"] < player.sent:
+            executor.spin_once(timeout_sec=0.05)
+        for _ in range(30):  # one more diagnostics period
+            executor.spin_once(timeout_sec=0.05)
+        elapsed = time.monotonic() - started
+    finally:
+        _stop(node)
+        ply = recorder.finish()
+        executor.shutdown()
+        recorder.destroy_node()
+        if player is not None:
+            player.destroy_node()
+        rclpy.try_shutdown()
+    _print_summary(recorder, player, elapsed, output, ply)
+    return 0 if recorder.stats.counts["depth/image"] > 0 else 1
+
+
+def _start_node(onnx_path: Path, args: argparse.Namespace) -> subprocess.Popen:
+    command = [
+        sys.executable, "-m", "mde_ros.ros.depth_node", "--ros-args",
+        "--params-file", str(config_file("depth.yaml")),
+        "-p", f"model:={onnx_path}", "-p", f"backend:={args.backend}",
+        "-p", f"scale.mode:={args.scale}",
+    ]  # fmt: skip
+    print("starting:", " ".join(command[2:]))
+    return subprocess.Popen(command)
+
+
+def _wait_for_node(recorder: Recorder, executor, node: subprocess.Popen, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if node.poll() is not None:
+            print(f"the depth node exited with code {node.returncode} (see its messages above)")
+            return False
+        if recorder.count_publishers("depth/image") > 0:
+            return True
+        executor.spin_once(timeout_sec=0.1)
+    print(f"the depth node did not come up within {timeout:.0f} s")
+    return False
+
+
+def _stop(node: subprocess.Popen) -> None:
+    if node.poll() is None:
+        node.send_signal(signal.SIGINT)
+        try:
+            node.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            node.kill()
+
+
+def _print_summary(recorder: Recorder, player, elapsed: float, output: Path, ply: Path | None) -> None:
+    stats = recorder.stats
+    sent = player.sent if player else 0
+    received = stats.counts["depth/image"]
+    print("\n=== mde_ros demo ===")
+    print(f"frames: {sent} published at the camera, {received} depth images received in {elapsed:.1f} s")
+    if stats.latencies_ms:
+        lat = np.asarray(stats.latencies_ms)
+        print(f"latency camera stamp -> depth received: p50 {np.percentile(lat, 50):.0f} ms, "
+              f"p99 {np.percentile(lat, 99):.0f} ms")  # fmt: skip
+    if stats.depth_ranges:
+        ranges = np.asarray(stats.depth_ranges)
+        print(f"depth: min {ranges[:, 0].min():.3f}, median {np.median(ranges[:, 1]):.3f}, "
+              f"max {ranges[:, 2].max():.3f}")  # fmt: skip
+    diag = stats.last_diagnostics
+    for key in sorted(diag):
+        if any(word in key for word in ("backend", "model", "status", "scale", "dropped", "latency")):
+            print(f"  {key}: {diag[key]}")
+    print(f"outputs: {', '.join(f'{t} x{n}' for t, n in stats.counts.items())}")
+    print(f"written: {output / 'demo.mcap'}, {output / 'colorized'}/*.png" + (f", {ply}" if ply else ""))

@@ -1,0 +1,123 @@
+"""Records what the depth node publishes: an MCAP bag (ROS 2 CDR, readable by Foxglove and the
+rosbag2 MCAP plugin), colorized depth PNGs, the last point cloud as PLY, and summary figures."""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from rclpy.serialization import deserialize_message
+
+from .msgdefs import message_definition
+
+# topic -> ROS type name (relative topics resolve in the recorder's namespace, like the node's).
+RECORDED = {
+    "image": "sensor_msgs/msg/Image",
+    "camera_info": "sensor_msgs/msg/CameraInfo",
+    "depth/image": "sensor_msgs/msg/Image",
+    "depth/camera_info": "sensor_msgs/msg/CameraInfo",
+    "depth/colorized": "sensor_msgs/msg/Image",
+    "depth/points": "sensor_msgs/msg/PointCloud2",
+    "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
+}
+
+
+def _message_class(type_name: str):
+    """`pkg/msg/Type` -> the generated Python class (rosidl_runtime_py is not on PyPI)."""
+    import importlib
+
+    package, _, name = type_name.rpartition("/")
+    return getattr(importlib.import_module(package.replace("/", ".")), name)
+
+
+@dataclass
+class RecordingStats:
+    counts: dict[str, int] = field(default_factory=dict)
+    latencies_ms: list[float] = field(default_factory=list)
+    depth_ranges: list[tuple[float, float, float]] = field(default_factory=list)  # min, median, max
+    last_diagnostics: dict[str, str] = field(default_factory=dict)
+
+
+class Recorder(Node):
+    def __init__(self, output: Path, max_pngs: int = 30) -> None:
+        super().__init__("mde_ros_recorder")
+        from mcap.writer import Writer
+
+        self.output = output
+        output.mkdir(parents=True, exist_ok=True)
+        (output / "colorized").mkdir(exist_ok=True)
+        self.max_pngs = max_pngs
+        self.stats = RecordingStats()
+        self._bag_file = open(output / "demo.mcap", "wb")
+        self.writer = Writer(self._bag_file)
+        self.writer.start(profile="ros2", library="mde_ros recorder")
+        self.last_cloud = None
+        self.channels: dict[str, int] = {}
+        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        for topic, type_name in RECORDED.items():
+            schema = self.writer.register_schema(type_name, "ros2msg", message_definition(type_name).encode())
+            resolved = self.resolve_topic_name(topic)
+            self.channels[topic] = self.writer.register_channel(resolved, "cdr", schema)
+            self.stats.counts[topic] = 0
+            self.create_subscription(
+                _message_class(type_name),
+                topic,
+                lambda data, t=topic: self._on_message(t, data),
+                qos,
+                raw=True,
+            )
+
+    def _on_message(self, topic: str, data: bytes) -> None:
+        now = time.time_ns()
+        count = self.stats.counts[topic]
+        self.stats.counts[topic] = count + 1
+        self.writer.add_message(self.channels[topic], now, data, now, count)
+        if topic == "depth/image":
+            self._on_depth(deserialize_message(data, _message_class(RECORDED[topic])), now)
+        elif topic == "depth/colorized" and count < self.max_pngs:
+            self._save_png(deserialize_message(data, _message_class(RECORDED[topic])), count)
+        elif topic == "depth/points":
+            self.last_cloud = data
+        elif topic == "/diagnostics":
+            self._on_diagnostics(deserialize_message(data, _message_class(RECORDED[topic])))
+
+    def _on_depth(self, msg, now_ns: int) -> None:
+        stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        self.stats.latencies_ms.append((now_ns - stamp_ns) / 1e6)
+        depth = np.frombuffer(msg.data, np.float32).reshape(msg.height, msg.width)
+        finite = depth[np.isfinite(depth)]
+        if finite.size:
+            self.stats.depth_ranges.append(
+                (float(finite.min()), float(np.median(finite)), float(finite.max()))
+            )
+
+    def _save_png(self, msg, index: int) -> None:
+        import cv2
+
+        bgr = np.frombuffer(msg.data, np.uint8).reshape(msg.height, msg.step)[:, : msg.width * 3]
+        cv2.imwrite(
+            str(self.output / "colorized" / f"depth_{index:04d}.png"), bgr.reshape(msg.height, msg.width, 3)
+        )
+
+    def _on_diagnostics(self, msg) -> None:
+        for status in msg.status:
+            for kv in status.values:
+                self.stats.last_diagnostics[f"{status.name}/{kv.key}"] = kv.value
+
+    def finish(self) -> Path | None:
+        """Close the bag and write the last cloud as PLY; returns the PLY path if any."""
+        self.writer.finish()
+        self._bag_file.close()
+        if self.last_cloud is None:
+            return None
+        from ..geometry.ply import write_ply
+        from .pointcloud import cloud_array, unpack_rgb, xyz_from_cloud
+
+        cloud = deserialize_message(self.last_cloud, _message_class(RECORDED["depth/points"]))
+        path = self.output / "last_cloud.ply"
+        write_ply(path, xyz_from_cloud(cloud), unpack_rgb(cloud_array(cloud)["rgb"]))
+        return path
