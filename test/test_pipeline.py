@@ -1,0 +1,167 @@
+"""The ROS-free core: sizes, preprocessing, conventions, back-projection, the pipeline end to end."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from mde_ros.errors import InvalidInputError
+from mde_ros.geometry import CameraIntrinsics, backproject, pack_points
+from mde_ros.geometry.ply import read_ply, write_ply
+from mde_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
+from mde_ros.models.spec import METRIC_CANONICAL, ModelSpec
+from mde_ros.pipeline import DepthPipeline, Frame
+from mde_ros.processing import (
+    Preprocessor,
+    colorize,
+    metric_depth,
+    network_size,
+    relative_depth_from_disparity,
+)
+from mde_ros.scale.base import FixedScale
+
+INTR = CameraIntrinsics(520.0, 515.0, 319.5, 241.0, 640, 480)
+
+
+@pytest.mark.parametrize(
+    ("height", "width", "short", "expected"),
+    [
+        (480, 640, 252, (252, 336)),
+        (640, 480, 252, (336, 252)),
+        (480, 640, 518, (518, 686)),
+        (100, 100, 250, (252, 252)),
+    ],
+)
+def test_network_size_keeps_aspect_and_multiple(height, width, short, expected):
+    size = network_size(height, width, short, 14)
+    assert size == expected
+    assert size[0] % 14 == 0 and size[1] % 14 == 0
+
+
+def test_preprocess_normalises_like_imagenet(rng):
+    spec = ModelSpec("x", "depth_anything", "disparity")
+    rgb = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    pixels = Preprocessor(spec, 252)(rgb)
+    assert pixels.shape == (1, 3, 252, 336) and pixels.dtype == np.float32
+    flat = np.full((480, 640, 3), 128, np.uint8)
+    constant = Preprocessor(spec, 252)(flat)
+    expected = (128 / 255 - np.asarray(spec.mean)) / np.asarray(spec.std)
+    np.testing.assert_allclose(constant[0, :, 10, 10], expected, rtol=1e-5)
+
+
+def test_backproject_matches_pinhole_formula(rng):
+    depth = rng.uniform(0.5, 5.0, (480, 640)).astype(np.float32)
+    depth[10, 20] = np.nan
+    depth[30, 40] = -1.0
+    points = backproject(depth, INTR)
+    v, u = 200, 500
+    z = depth[v, u]
+    np.testing.assert_allclose(
+        points[v, u], [(u - INTR.cx) * z / INTR.fx, (v - INTR.cy) * z / INTR.fy, z], rtol=1e-6
+    )
+    assert np.isnan(points[10, 20]).all() and np.isnan(points[30, 40]).all()
+
+
+def test_backproject_stride_and_max_range(rng):
+    depth = rng.uniform(0.5, 5.0, (480, 640)).astype(np.float32)
+    depth[28, 36] = 2.0
+    points = backproject(depth, INTR, stride=4, max_range=3.0)
+    assert points.shape == (120, 160, 3)
+    np.testing.assert_allclose(
+        points[7, 9], [(36 - INTR.cx) * 2 / INTR.fx, (28 - INTR.cy) * 2 / INTR.fy, 2], rtol=1e-6
+    )
+    z = points[..., 2]
+    assert np.nanmax(z) <= 3.0
+    assert np.isnan(z[depth[::4, ::4] > 3.0]).all()
+
+
+def test_pack_points_layout_and_ply_round_trip(tmp_path, rng):
+    points = rng.normal(size=(4, 5, 3)).astype(np.float32)
+    points[0, 0] = np.nan
+    colors = rng.integers(0, 256, (4, 5, 3), dtype=np.uint8)
+    packed = pack_points(points, colors)
+    assert packed.dtype.itemsize == 16
+    bits = packed["rgb"].view(np.uint32)
+    assert bits[1, 2] == (int(colors[1, 2, 0]) << 16) | (int(colors[1, 2, 1]) << 8) | int(colors[1, 2, 2])
+    count = write_ply(tmp_path / "c.ply", points, colors)
+    xyz, rgb = read_ply(tmp_path / "c.ply")
+    assert count == 19 and xyz.shape == (19, 3)
+    np.testing.assert_array_equal(xyz[0], points[0, 1])
+    np.testing.assert_array_equal(rgb[-1], colors[3, 4])
+
+
+def test_relative_depth_is_inverse_disparity_normalised():
+    disparity = np.array([[1.0, 2.0], [4.0, 0.0]], np.float32)
+    depth = relative_depth_from_disparity(disparity)
+    assert np.isnan(depth[1, 1])  # zero disparity: invalid, not infinite
+    np.testing.assert_allclose(depth[0, 0] / depth[0, 1], 2.0, rtol=1e-6)
+    assert np.nanmedian(depth) == pytest.approx(1.0)
+
+
+def test_canonical_focal_correction_uses_network_focal():
+    spec = ModelSpec("c", "depth_anything", METRIC_CANONICAL, canonical_focal=1000.0)
+    out = metric_depth(np.full((2, 2), 2.0, np.float32), spec, fx_network=500.0)
+    np.testing.assert_allclose(out, 1.0)
+    with pytest.raises(ValueError):
+        metric_depth(np.ones((2, 2), np.float32), spec, None)
+
+
+def test_colorize_marks_invalid_black(rng):
+    depth = rng.uniform(1, 3, (20, 30)).astype(np.float32)
+    depth[0, 0] = np.nan
+    image = colorize(depth)
+    assert image.shape == (20, 30, 3) and image.dtype == np.uint8
+    assert (image[0, 0] == 0).all() and image[5:].any()
+
+
+def test_pipeline_relative_model_end_to_end(tiny_onnx, rng):
+    backend = OnnxRuntimeBackend(tiny_onnx, threads=1)
+    pipeline = DepthPipeline(backend, input_size=112)
+    rgb = rng.integers(0, 256, (480, 640, 3), dtype=np.uint8)
+    result = pipeline.process(Frame(rgb, INTR, 1.0), want_points=True, points_stride=2)
+    assert result.depth.shape == (480, 640) and result.depth.dtype == np.float32
+    assert not result.metric and result.scale.status == "relative"
+    assert result.network_size == (112, 154)
+    assert result.points.shape == (240, 320, 3)
+    finite = np.isfinite(result.depth)
+    np.testing.assert_allclose(
+        result.points[..., 2][finite[::2, ::2]], result.depth[::2, ::2][finite[::2, ::2]]
+    )
+    assert {"preprocess", "inference", "postprocess", "points", "total"} <= set(result.timings_ms)
+
+
+def test_pipeline_fixed_scale_gives_metric_inverse_depth(tiny_onnx, rng):
+    backend = OnnxRuntimeBackend(tiny_onnx, threads=1)
+    pipeline = DepthPipeline(backend, input_size=112, scale=FixedScale(0.5, 0.1))
+    rgb = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    result = pipeline.process(Frame(rgb))
+    assert result.metric
+    expected = 1.0 / (0.5 * result.prediction + 0.1)
+    finite = np.isfinite(result.depth)
+    assert finite.any()
+    np.testing.assert_allclose(result.depth[finite], expected[finite], rtol=1e-5)
+
+
+def test_pipeline_metric_model_is_metres_within_max_depth(tiny_metric_onnx, rng):
+    backend = OnnxRuntimeBackend(tiny_metric_onnx, threads=1)
+    pipeline = DepthPipeline(backend, input_size=112)
+    result = pipeline.process(Frame(rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)))
+    assert result.metric
+    assert np.nanmax(result.depth) <= pipeline.spec.max_depth
+
+
+def test_pipeline_rejects_bad_frames(tiny_onnx):
+    pipeline = DepthPipeline(OnnxRuntimeBackend(tiny_onnx, threads=1), input_size=112)
+    with pytest.raises(InvalidInputError, match="empty"):
+        Frame(np.zeros((0, 10, 3), np.uint8))
+    with pytest.raises(InvalidInputError, match="HxWx3 uint8"):
+        Frame(np.zeros((10, 10), np.uint8))
+    with pytest.raises(InvalidInputError, match="CameraInfo is 640x480"):
+        pipeline.process(Frame(np.zeros((240, 320, 3), np.uint8), INTR))
+
+
+def test_intrinsics_validation_and_scaling():
+    with pytest.raises(InvalidInputError, match="focal"):
+        CameraIntrinsics(0.0, 500.0, 320, 240, 640, 480).validate()
+    half = INTR.scaled(320, 240)
+    assert half.fx == pytest.approx(INTR.fx / 2) and half.cx == pytest.approx((INTR.cx + 0.5) / 2 - 0.5)
