@@ -90,12 +90,14 @@ def test_pack_points_layout_and_ply_round_trip(tmp_path, rng):
     np.testing.assert_array_equal(rgb[-1], colors[3, 4])
 
 
-def test_relative_depth_is_inverse_disparity_normalised():
-    disparity = np.array([[1.0, 2.0], [4.0, 0.0]], np.float32)
+def test_relative_depth_is_inverse_disparity_normalised(rng):
+    disparity = rng.uniform(0.5, 4.0, (240, 320)).astype(np.float32)
+    disparity[0, 0] = 0.0
+    disparity[0, 1] = -1.0
     depth = relative_depth_from_disparity(disparity)
-    assert np.isnan(depth[1, 1])  # zero disparity: invalid, not infinite
-    np.testing.assert_allclose(depth[0, 0] / depth[0, 1], 2.0, rtol=1e-6)
-    assert np.nanmedian(depth) == pytest.approx(1.0)
+    assert np.isnan(depth[0, 0]) and np.isnan(depth[0, 1])  # no infinite or negative depth
+    np.testing.assert_allclose(depth[5, 5] / depth[6, 7], disparity[6, 7] / disparity[5, 5], rtol=1e-5)
+    assert np.nanmedian(depth) == pytest.approx(1.0, rel=0.03)
 
 
 def test_canonical_focal_correction_uses_network_focal():
