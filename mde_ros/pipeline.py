@@ -93,10 +93,11 @@ class DepthPipeline:
         mark = time.perf_counter()
         prediction = resize_prediction(raw[0], height, width)
         net_size = pixels.shape[2:]
+        base = self._metric_base(prediction, frame.intrinsics, net_size)
         state = self.scale.update(
-            ScaleInput(prediction, frame.rgb, frame.intrinsics, frame.stamp, self.spec.convention)
+            ScaleInput(prediction, frame.rgb, frame.intrinsics, frame.stamp, self.spec.convention, base)
         )
-        depth, metric = self._to_depth(prediction, state, frame.intrinsics, net_size)
+        depth, metric = self._to_depth(prediction, state, base)
         if self.depth_max > 0:
             depth[depth > self.depth_max] = np.nan
         timings["postprocess"] = _lap(mark)
@@ -109,20 +110,24 @@ class DepthPipeline:
         timings["total"] = _lap(start)
         return DepthResult(depth, metric, state, prediction, net_size, points, timings)
 
+    def _metric_base(
+        self, prediction: np.ndarray, intrinsics: CameraIntrinsics | None, net_size: tuple[int, int]
+    ) -> np.ndarray | None:
+        """Metric models: metres before any scale correction (None for relative models)."""
+        if self.spec.convention == DISPARITY:
+            return None
+        # The network saw the resized image, so its focal length is fx * resize factor.
+        fx_net = intrinsics.fx * net_size[1] / intrinsics.width if intrinsics else None
+        return metric_depth(prediction, self.spec, fx_net).astype(np.float32, copy=True)
+
     def _to_depth(
-        self,
-        prediction: np.ndarray,
-        state: ScaleState,
-        intrinsics: CameraIntrinsics | None,
-        net_size: tuple[int, int],
+        self, prediction: np.ndarray, state: ScaleState, base: np.ndarray | None
     ) -> tuple[np.ndarray, bool]:
         if self.spec.convention == DISPARITY:
             if state.is_metric:
                 return state.disparity_to_depth(prediction), True
             return relative_depth_from_disparity(prediction), False
-        # Metric models: the network saw the resized image, so its focal length is fx * resize factor.
-        fx_net = intrinsics.fx * net_size[1] / intrinsics.width if intrinsics else None
-        depth = metric_depth(prediction, self.spec, fx_net).astype(np.float32, copy=True)
+        depth = base.copy()
         if state.is_metric and state.scale != 1.0:
             depth *= np.float32(state.scale)
         depth[~(depth > 0)] = np.nan

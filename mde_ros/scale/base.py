@@ -26,7 +26,10 @@ class ScaleState:
     uncertainty: float = float("inf")  # std of log(s)
     age_s: float = float("inf")  # seconds since the estimate was last updated
     message: str = "no scale estimate yet"
-    counters: dict[str, int] = field(default_factory=dict)
+    counters: dict[str, int] = field(default_factory=dict)  # rejections by reason, cumulative
+    inlier_ratio: float = float("nan")  # of the latest fit (ground plane, matches, sparse points)
+    points: int = 0  # points used by the latest fit
+    mode: str = "none"
 
     @property
     def is_metric(self) -> bool:
@@ -49,6 +52,9 @@ class ScaleInput:
     intrinsics: CameraIntrinsics | None
     stamp: float  # seconds
     convention: str
+    # Metric models: the depth in metres the pipeline will multiply by `scale` (focal correction of
+    # canonical-focal models applied). None for relative models.
+    depth: np.ndarray | None = None
 
 
 class ScaleEstimator:
@@ -73,7 +79,9 @@ class FixedScale(ScaleEstimator):
 
     def __init__(self, scale: float, shift: float = 0.0) -> None:
         super().__init__()
-        self.state = ScaleState(METRIC, scale, shift, 0.0, 0.0, "fixed scale from parameters")
+        if not (np.isfinite(scale) and scale > 0 and np.isfinite(shift)):
+            raise ValueError(f"fixed scale must be positive and finite (scale={scale}, shift={shift})")
+        self.state = ScaleState(METRIC, scale, shift, 0.0, 0.0, "fixed scale from parameters", mode="fixed")
 
     def update(self, item: ScaleInput) -> ScaleState:
         self.state.age_s = 0.0

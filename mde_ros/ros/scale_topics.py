@@ -1,0 +1,60 @@
+"""Subscriptions that feed the scale estimator: `odom` / `pose` (trajectory mode), `sparse_points`.
+
+Only message -> numpy conversion happens here; validation (NaN, quaternions, stamp order) is in
+the ROS-free estimators, which count every rejection for diagnostics.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..scale.factory import DEFAULTS, flatten
+
+
+def stamp_seconds(stamp: Any) -> float:
+    return float(stamp.sec) + float(stamp.nanosec) * 1e-9
+
+
+def pose_arrays(pose: Any) -> tuple[np.ndarray, np.ndarray]:
+    """geometry_msgs/Pose -> position [x, y, z], quaternion [x, y, z, w]."""
+    p, q = pose.position, pose.orientation
+    return np.array([p.x, p.y, p.z], np.float64), np.array([q.x, q.y, q.z, q.w], np.float64)
+
+
+def attach_scale_inputs(node: Any, estimator: Any, config: dict[str, Any], qos: Any) -> list[Any]:
+    """Create the subscriptions the estimator's mode needs (relative topic names); returns them."""
+    c = {**DEFAULTS, **flatten(config)}
+    subscriptions = []
+    if hasattr(estimator, "add_pose"):
+        if c["pose_type"] == "pose":
+            from geometry_msgs.msg import PoseStamped
+
+            def on_pose(msg: PoseStamped) -> None:
+                estimator.add_pose(stamp_seconds(msg.header.stamp), *pose_arrays(msg.pose))
+
+            subscriptions.append(node.create_subscription(PoseStamped, "pose", on_pose, qos))
+        else:
+            from nav_msgs.msg import Odometry
+
+            def on_odom(msg: Odometry) -> None:
+                estimator.add_pose(stamp_seconds(msg.header.stamp), *pose_arrays(msg.pose.pose))
+
+            subscriptions.append(node.create_subscription(Odometry, "odom", on_odom, qos))
+    if hasattr(estimator, "add_sparse_points"):
+        from sensor_msgs.msg import PointCloud2
+
+        from .pointcloud import xyz_from_cloud
+
+        def on_points(msg: PointCloud2) -> None:
+            try:
+                points = xyz_from_cloud(msg).reshape(-1, 3)
+            except (ValueError, KeyError) as exc:  # malformed cloud: count it, keep the last good one
+                estimator.count("bad_point_cloud")
+                node.get_logger().warning(f"sparse_points: {exc}", throttle_duration_sec=5.0)
+                return
+            estimator.add_sparse_points(stamp_seconds(msg.header.stamp), points)
+
+        subscriptions.append(node.create_subscription(PointCloud2, "sparse_points", on_points, qos))
+    return subscriptions

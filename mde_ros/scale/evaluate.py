@@ -1,0 +1,153 @@
+"""Scale-recovery metrics and the simulated sequences `mde-ros eval-scale` and the tests run.
+
+A relative model is simulated from ground-truth depth by an unknown affine map in inverse depth,
+d = (1/z - t) / s, plus multiplicative noise: the estimator must find (s, t) again.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..geometry.intrinsics import CameraIntrinsics
+from .base import ScaleEstimator, ScaleInput, ScaleState
+from .transforms import invert, matrix_to_quat
+
+TRUE_SCALE, TRUE_SHIFT = 2.3, -0.2  # the "unknown" affine map of the simulated relative output
+
+
+def scale_error(estimated: float, true: float) -> float:
+    return abs(estimated / true - 1.0)
+
+
+def abs_rel(depth: np.ndarray, truth: np.ndarray) -> float:
+    valid = np.isfinite(depth) & np.isfinite(truth) & (truth > 0) & (depth > 0)
+    return float(np.mean(np.abs(depth[valid] - truth[valid]) / truth[valid])) if valid.any() else math.nan
+
+
+def delta1(depth: np.ndarray, truth: np.ndarray) -> float:
+    valid = np.isfinite(depth) & np.isfinite(truth) & (truth > 0) & (depth > 0)
+    if not valid.any():
+        return math.nan
+    ratio = np.maximum(depth[valid] / truth[valid], truth[valid] / depth[valid])
+    return float(np.mean(ratio < 1.25))
+
+
+def jitter(scales: Iterable[float]) -> float:
+    """Frame-to-frame jitter: std of log(s) over a stretch."""
+    logs = np.log(np.asarray(list(scales), np.float64))
+    return float(np.std(logs)) if logs.size > 1 else math.nan
+
+
+def simulate_relative(
+    depth: np.ndarray,
+    rng: np.random.Generator,
+    noise: float = 0.01,
+    scale: float = TRUE_SCALE,
+    shift: float = TRUE_SHIFT,
+) -> np.ndarray:
+    """Disparity a relative model could output for `depth`: (1/z - t)/s times (1 + noise·N(0,1))."""
+    with np.errstate(divide="ignore", invalid="ignore"):
+        disparity = (1.0 / depth - shift) / scale
+    disparity *= 1.0 + noise * rng.standard_normal(depth.shape)
+    return disparity.astype(np.float32)
+
+
+@dataclass
+class SequenceResult:
+    mode: str
+    states: list[ScaleState] = field(default_factory=list)
+    abs_rel: list[float] = field(default_factory=list)
+    delta1: list[float] = field(default_factory=list)
+    true_scale: float = TRUE_SCALE
+
+    def metric_scales(self) -> list[float]:
+        return [s.scale for s in self.states if s.is_metric]
+
+    def summary(self) -> dict[str, float]:
+        scales = self.metric_scales()
+        errors = [scale_error(s, self.true_scale) for s in scales]
+        return {
+            "frames": len(self.states),
+            "metric_frames": len(scales),
+            "scale_error": float(np.median(errors)) if errors else math.nan,
+            "final_scale_error": errors[-1] if errors else math.nan,
+            "abs_rel": float(np.nanmedian(self.abs_rel)) if self.abs_rel else math.nan,
+            "delta1": float(np.nanmedian(self.delta1)) if self.delta1 else math.nan,
+            "jitter": jitter(scales[len(scales) // 2 :]) if len(scales) > 2 else math.nan,
+        }
+
+
+def run_sequence(
+    estimator: ScaleEstimator,
+    frames: list,  # objects with rgb, depth, intrinsics, pose_cam_obj (mde_ros.data.visp.RgbdFrame)
+    rng: np.random.Generator,
+    noise: float = 0.01,
+    period: float = 1.0 / 30.0,
+    sparse_points: int = 200,
+    outliers: float = 0.1,
+) -> SequenceResult:
+    """Feed simulated relative output (and poses / sparse points from the ground truth) frame by frame."""
+    result = SequenceResult(estimator.mode)
+    if hasattr(estimator, "add_pose"):
+        for i, frame in enumerate(frames):
+            pose = invert(frame.pose_cam_obj)  # the camera in the object (world) frame
+            estimator.add_pose(i * period, pose[:3, 3], matrix_to_quat(pose[:3, :3]))
+    for i, frame in enumerate(frames):
+        if hasattr(estimator, "add_sparse_points"):
+            estimator.add_sparse_points(
+                i * period, sparse_from_depth(frame.depth, frame.intrinsics, rng, sparse_points, outliers)
+            )
+        disparity = simulate_relative(frame.depth, rng, noise)
+        state = estimator.update(ScaleInput(disparity, frame.rgb, frame.intrinsics, i * period, "disparity"))
+        result.states.append(state)
+        if state.is_metric:
+            depth = state.disparity_to_depth(disparity)
+            result.abs_rel.append(abs_rel(depth, frame.depth))
+            result.delta1.append(delta1(depth, frame.depth))
+    return result
+
+
+def sparse_from_depth(
+    depth: np.ndarray,
+    intrinsics: CameraIntrinsics,
+    rng: np.random.Generator,
+    count: int = 200,
+    outliers: float = 0.1,
+    noise: float = 0.01,
+) -> np.ndarray:
+    """`count` metric points (camera frame) at random valid pixels, 1 % depth noise, some outliers."""
+    v, u = np.nonzero(np.isfinite(depth) & (depth > 0))
+    pick = rng.choice(v.size, size=min(count, v.size), replace=False)
+    v, u = v[pick], u[pick]
+    z = depth[v, u] * (1.0 + noise * rng.standard_normal(v.size))
+    bad = rng.random(v.size) < outliers
+    z[bad] *= rng.uniform(0.3, 3.0, bad.sum())  # gross outliers: wrong by a factor 0.3..3
+    return np.stack([(u - intrinsics.cx) * z / intrinsics.fx, (v - intrinsics.cy) * z / intrinsics.fy, z], 1)
+
+
+@dataclass
+class GroundFrame:
+    rgb: np.ndarray
+    depth: np.ndarray
+    intrinsics: CameraIntrinsics
+    pose_cam_obj: np.ndarray | None = None
+
+
+def ground_scene(
+    height: float = 1.2, pitch_deg: float = 10.0, size: tuple[int, int] = (240, 320), wall: float = 8.0
+) -> GroundFrame:
+    """Synthetic view of a flat floor from a camera `height` above it, pitched down, a wall behind."""
+    rows, cols = size
+    k = CameraIntrinsics(0.8 * cols, 0.8 * cols, cols / 2 - 0.5, rows / 2 - 0.5, cols, rows)
+    v = np.mgrid[0:rows, 0:cols][0].astype(np.float64)
+    pitch = math.radians(pitch_deg)
+    down = math.cos(pitch) * (v - k.cy) / k.fy + math.sin(pitch)  # n·r for the floor normal
+    with np.errstate(divide="ignore"):
+        floor = np.where(down > 1e-6, height / down, np.inf)
+    depth = np.minimum(floor, wall).astype(np.float32)
+    rgb = np.zeros((rows, cols, 3), np.uint8)
+    return GroundFrame(rgb, depth, k)

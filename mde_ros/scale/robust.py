@@ -1,0 +1,152 @@
+"""Robust fits of the network output to metric depths.
+
+Relative models: 1/z = s d + t, fitted in inverse-depth space (RANSAC on pairs, then Huber IRLS on
+the inliers). Residuals are relative, (s d + t) z - 1, i.e. the relative depth error to first
+order, so near and far points count alike. Metric models: one depth factor k, z = k * pred, fitted
+on log(z / pred).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+MIN_FIT_POINTS = 6
+
+
+@dataclass
+class FitResult:
+    scale: float
+    shift: float
+    inliers: np.ndarray  # bool mask over the input points
+    log_std: float  # standard deviation of log(scale) from the fit itself
+    residual: float  # robust std of the relative residuals of the inliers
+    candidates: int  # usable (finite, positive) points the inliers were drawn from
+
+    @property
+    def inlier_ratio(self) -> float:
+        return float(self.inliers.sum()) / self.candidates if self.candidates else 0.0
+
+    @property
+    def count(self) -> int:
+        return int(self.inliers.sum())
+
+
+def _clean(d: np.ndarray, z: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    d = np.asarray(d, np.float64).reshape(-1)
+    z = np.asarray(z, np.float64).reshape(-1)
+    valid = np.isfinite(d) & np.isfinite(z) & (z > 0)
+    return d, z, valid
+
+
+def weighted_affine_fit(d: np.ndarray, z: np.ndarray, weights: np.ndarray) -> tuple[float, float, np.ndarray]:
+    """Least squares of (s d + t) z = 1 with per-point weights; returns s, t and cov(s, t) / sigma²."""
+    a = np.stack([d * z, z], axis=1) * np.sqrt(weights)[:, None]
+    b = np.sqrt(weights)
+    normal = a.T @ a
+    if np.linalg.cond(normal) > 1e12:
+        return float("nan"), float("nan"), np.full((2, 2), np.inf)
+    cov = np.linalg.inv(normal)
+    s, t = cov @ (a.T @ b)
+    return float(s), float(t), cov
+
+
+def _relative_residuals(d: np.ndarray, z: np.ndarray, s: np.ndarray, t: np.ndarray) -> np.ndarray:
+    return (np.multiply.outer(s, d) + np.asarray(t)[..., None]) * z - 1.0
+
+
+def huber_affine_fit(
+    d: np.ndarray, z: np.ndarray, s: float, t: float, delta: float = 0.02, iterations: int = 8
+) -> tuple[float, float, np.ndarray, np.ndarray]:
+    """IRLS with Huber weights on relative residuals, started from (s, t)."""
+    weights = np.ones_like(d)
+    cov = np.full((2, 2), np.inf)
+    for _ in range(iterations):
+        residual = np.abs((s * d + t) * z - 1.0)
+        weights = np.where(residual <= delta, 1.0, delta / np.maximum(residual, 1e-12))
+        s_new, t_new, cov = weighted_affine_fit(d, z, weights)
+        if not np.isfinite(s_new):
+            break
+        converged = abs(s_new - s) <= 1e-7 * abs(s) + 1e-12 and abs(t_new - t) <= 1e-7 * abs(s) + 1e-12
+        s, t = s_new, t_new
+        if converged:
+            break
+    return s, t, weights, cov
+
+
+def ransac_affine(
+    d: np.ndarray,
+    z: np.ndarray,
+    rng: np.random.Generator,
+    threshold: float = 0.08,
+    iterations: int = 256,
+) -> FitResult | None:
+    """Robust (s, t) with 1/z = s d + t; None when there are too few usable points or no s > 0."""
+    d, z, valid = _clean(d, z)
+    index = np.flatnonzero(valid)
+    if index.size < MIN_FIT_POINTS:
+        return None
+    # Work on d / median|d|: raw outputs can be ~1e-7 (or 1e3) and the normal equations must not care.
+    unit = float(np.median(np.abs(d[index])))
+    if not unit > 0:
+        return None
+    dv, zv = d[index] / unit, z[index]
+    pairs = rng.integers(0, index.size, size=(iterations, 2))
+    d0, d1 = dv[pairs[:, 0]], dv[pairs[:, 1]]
+    y0, y1 = 1.0 / zv[pairs[:, 0]], 1.0 / zv[pairs[:, 1]]
+    spread = d1 - d0
+    usable = np.abs(spread) > 1e-9 * (np.abs(d0) + np.abs(d1) + 1e-12)
+    s = np.where(usable, (y1 - y0) / np.where(usable, spread, 1.0), np.nan)
+    t = y0 - s * d0
+    good = np.isfinite(s) & (s > 0)
+    if not good.any():
+        return None
+    s, t = s[good], t[good]
+    counts = (np.abs(_relative_residuals(dv, zv, s, t)) < threshold).sum(axis=1)
+    best = int(np.argmax(counts))
+    inside = np.abs((s[best] * dv + t[best]) * zv - 1.0) < threshold
+    if inside.sum() < MIN_FIT_POINTS:
+        return None
+    start = float(s[best]), float(t[best])
+    s_fit, t_fit, _, _ = huber_affine_fit(dv[inside], zv[inside], *start, threshold / 4)
+    if not (np.isfinite(s_fit) and s_fit > 0):
+        return None
+    inside = np.abs((s_fit * dv + t_fit) * zv - 1.0) < threshold
+    if inside.sum() < MIN_FIT_POINTS:
+        return None
+    s_fit, t_fit, _, cov = huber_affine_fit(dv[inside], zv[inside], s_fit, t_fit, threshold / 4)
+    residual = (s_fit * dv[inside] + t_fit) * zv[inside] - 1.0
+    sigma = 1.4826 * float(np.median(np.abs(residual - np.median(residual)))) + 1e-6
+    log_std = float(np.sqrt(max(cov[0, 0], 0.0)) * sigma / s_fit) if s_fit > 0 else float("inf")
+    inliers = np.zeros(d.shape, bool)
+    inliers[index[inside]] = True
+    return FitResult(s_fit / unit, t_fit, inliers, log_std, sigma, int(index.size))
+
+
+def robust_scale(prediction: np.ndarray, z: np.ndarray, threshold: float = 0.08) -> FitResult | None:
+    """Metric models: depth factor k with z = k * prediction, from the inliers of log(z / prediction)."""
+    pred, z, valid = _clean(prediction, z)
+    valid &= pred > 0
+    if valid.sum() < MIN_FIT_POINTS:
+        return None
+    ratio = np.full(z.shape, np.nan)
+    ratio[valid] = np.log(z[valid] / pred[valid])
+    centre = float(np.median(ratio[valid]))
+    spread = 1.4826 * float(np.median(np.abs(ratio[valid] - centre)))
+    inliers = valid & (np.abs(ratio - centre) < max(3.0 * spread, threshold))
+    if inliers.sum() < MIN_FIT_POINTS:
+        return None
+    log_k = float(np.mean(ratio[inliers]))
+    sigma = float(np.std(ratio[inliers])) + 1e-6
+    log_std = sigma / np.sqrt(inliers.sum())
+    return FitResult(float(np.exp(log_k)), 0.0, inliers, log_std, sigma, int(valid.sum()))
+
+
+def fit_depths(
+    prediction: np.ndarray, z: np.ndarray, relative: bool, rng: np.random.Generator, threshold: float = 0.08
+) -> FitResult | None:
+    """The fit each mode uses: (s, t) in inverse depth for relative models, k for metric ones."""
+    if relative:
+        return ransac_affine(prediction, z, rng, threshold)
+    return robust_scale(prediction, z, threshold)

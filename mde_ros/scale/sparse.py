@@ -1,0 +1,124 @@
+"""`scale.mode: sparse`: metric points (LiDAR, stereo, SLAM map points) -> robust fit of the output.
+
+Points arrive in their own frame; `sparse.translation` / `sparse.rotation` give the camera optical
+frame's pose in that frame (tf convention, see `transforms.extrinsic`). They are moved into the
+camera frame, projected with the CameraInfo intrinsics, and the network output at those pixels is
+fitted to their depths (`robust.fit_depths`). Points behind the camera or outside the image are
+dropped and counted.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..geometry.intrinsics import CameraIntrinsics
+from ..models.spec import DISPARITY
+from .base import ScaleInput
+from .filter import FilteredEstimator, Measurement, Rejection
+from .robust import fit_depths
+from .transforms import invert, transform_points
+
+MIN_DEPTH = 1e-3  # metres: closer than this is on (or behind) the camera
+
+
+@dataclass
+class Projection:
+    u: np.ndarray  # int pixel columns
+    v: np.ndarray  # int pixel rows
+    z: np.ndarray  # metres along the optical axis
+    behind_camera: int
+    outside_image: int
+
+
+def project_points(points_cam: np.ndarray, intrinsics: CameraIntrinsics) -> Projection:
+    """(N, 3) camera-frame points -> nearest pixels and depths of those in front and inside the image."""
+    points = np.asarray(points_cam, np.float64).reshape(-1, 3)
+    points = points[np.all(np.isfinite(points), axis=1)]
+    front = points[:, 2] > MIN_DEPTH
+    z = points[front, 2]
+    u = np.rint(points[front, 0] / z * intrinsics.fx + intrinsics.cx)
+    v = np.rint(points[front, 1] / z * intrinsics.fy + intrinsics.cy)
+    inside = (u >= 0) & (u < intrinsics.width) & (v >= 0) & (v < intrinsics.height)
+    return Projection(
+        u[inside].astype(np.int64),
+        v[inside].astype(np.int64),
+        z[inside],
+        behind_camera=int((~front).sum()),
+        outside_image=int((~inside).sum()),
+    )
+
+
+class SparseScale(FilteredEstimator):
+    mode = "sparse"
+
+    def __init__(
+        self,
+        cam_in_sparse: np.ndarray,
+        min_points: int = 20,
+        min_inlier_ratio: float = 0.3,
+        max_age: float = 0.5,
+        time_constant: float = 2.0,
+        max_jump: float = 0.3,
+    ) -> None:
+        super().__init__(time_constant, max_jump)
+        self.sparse_to_cam = invert(cam_in_sparse)
+        self.min_points = max(int(min_points), 6)
+        self.min_inlier_ratio = min_inlier_ratio
+        self.max_age = max_age
+        self._latest: tuple[float, np.ndarray] | None = None
+
+    def add_sparse_points(self, stamp: float, points_xyz: np.ndarray) -> None:
+        """Latest metric point set, (N, 3) in the sparse frame (called from a ROS callback thread)."""
+        points = np.asarray(points_xyz, np.float64).reshape(-1, 3)
+        with self.lock:
+            if self._latest is not None and stamp < self._latest[0]:
+                self.counters["out_of_order"] = self.counters.get("out_of_order", 0) + 1
+                return
+            self._latest = (float(stamp), points)
+
+    def measure(self, item: ScaleInput) -> Measurement | Rejection | str | None:
+        with self.lock:
+            latest = self._latest
+        if latest is None:
+            return None
+        stamp, points = latest
+        if item.intrinsics is None:
+            return Rejection("no_camera_info", "no CameraInfo: sparse points cannot be projected")
+        if abs(item.stamp - stamp) > self.max_age:
+            return Rejection("stale_points", f"sparse points are {item.stamp - stamp:.2f} s from the image")
+        projection = project_points(transform_points(self.sparse_to_cam, points), item.intrinsics)
+        if projection.behind_camera:
+            self.count("behind_camera", projection.behind_camera)
+        if projection.outside_image:
+            self.count("outside_image", projection.outside_image)
+        return fit_measurement(self, item, projection.u, projection.v, projection.z, "sparse points")
+
+
+def fit_measurement(
+    estimator: FilteredEstimator,
+    item: ScaleInput,
+    u: np.ndarray,
+    v: np.ndarray,
+    z: np.ndarray,
+    what: str,
+    few_reason: str = "few_points",
+) -> Measurement | Rejection:
+    """Shared by sparse and trajectory modes: fit the output at pixels (u, v) to metric depths z."""
+    relative = item.convention == DISPARITY
+    source = item.prediction if relative or item.depth is None else item.depth
+    values = source[v, u]
+    usable = int(np.isfinite(values).sum())
+    min_points = getattr(estimator, "min_points", 20)
+    if usable < min_points:
+        return Rejection(few_reason, f"{usable} usable {what} (< {min_points})")
+    fit = fit_depths(values, z, relative, estimator.rng)
+    if fit is None:
+        return Rejection("degenerate_fit", f"no consistent fit to {usable} {what}")
+    if fit.inlier_ratio < getattr(estimator, "min_inlier_ratio", 0.3):
+        return Rejection("low_inlier_ratio", f"only {fit.inlier_ratio:.0%} of {usable} {what} agree")
+    if fit.log_std > 0.1:  # e.g. all points at one depth: s and t cannot be told apart
+        return Rejection("ill_conditioned", f"{what} do not constrain the scale (std {fit.log_std:.2f})")
+    note = f"{fit.count}/{usable} {what} inliers ({fit.inlier_ratio:.0%})"
+    return Measurement(fit.scale, fit.shift, fit.log_std, fit.inlier_ratio, fit.count, note)
