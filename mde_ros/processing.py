@@ -81,13 +81,15 @@ def relative_depth_from_disparity(disparity: np.ndarray, min_fraction: float = 1
     below `min_fraction` of the robust maximum (sky, far background) are invalid.
     """
     depth = np.full(disparity.shape, np.nan, np.float32)
-    stats = sample_percentiles(disparity, [50.0, 99.0])
-    if stats is None or stats[1] <= 0:
+    ceiling = sample_percentiles(disparity, [99.0])
+    if ceiling is None or ceiling[0] <= 0:
         return depth
-    median_disparity, ceiling = stats
-    valid = disparity > ceiling * min_fraction
-    # Median depth ~ 1 / median disparity (monotonic), so this normalises depth to a median of ~1.
-    np.divide(max(median_disparity, ceiling * min_fraction), disparity, out=depth, where=valid)
+    threshold = ceiling[0] * min_fraction
+    valid = disparity > threshold
+    # The median of 1/d over valid pixels is 1/median(d) (monotonic), so this gives median depth ~1.
+    sample = disparity[::4, ::4]
+    median_disparity = float(np.median(sample[sample > threshold])) if (sample > threshold).any() else 1.0
+    np.divide(median_disparity, disparity, out=depth, where=valid)
     return depth
 
 

@@ -1,0 +1,39 @@
+"""QoS profiles from the `qos.*` parameters.
+
+Inputs default to the sensor-data profile (best effort, keep last): a best-effort subscription
+matches both best-effort and reliable camera drivers, and the node only wants the newest frame.
+Outputs default to reliable: rviz and most consumers subscribe reliable, and a reliable publisher
+also serves best-effort subscribers.
+"""
+
+from __future__ import annotations
+
+from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
+
+RELIABILITIES = {
+    "best_effort": ReliabilityPolicy.BEST_EFFORT,
+    "reliable": ReliabilityPolicy.RELIABLE,
+    "system_default": ReliabilityPolicy.SYSTEM_DEFAULT,
+}
+
+
+def qos_profile(reliability: str, depth: int) -> QoSProfile:
+    """Keep-last `depth`, volatile, with the named reliability."""
+    if reliability not in RELIABILITIES:
+        raise ValueError(f"unknown QoS reliability {reliability!r}; choose one of {', '.join(RELIABILITIES)}")
+    if depth < 1:
+        raise ValueError(f"QoS depth must be >= 1, got {depth}")
+    return QoSProfile(
+        history=HistoryPolicy.KEEP_LAST,
+        depth=int(depth),
+        reliability=RELIABILITIES[reliability],
+        durability=DurabilityPolicy.VOLATILE,
+    )
+
+
+def input_qos(params: dict) -> QoSProfile:
+    return qos_profile(params["qos.input.reliability"], params["qos.input.depth"])
+
+
+def output_qos(params: dict) -> QoSProfile:
+    return qos_profile(params["qos.output.reliability"], params["qos.output.depth"])
