@@ -34,7 +34,7 @@ def test_demo_records_what_the_node_publishes(tmp_path, tiny_onnx):
             counts[channel.topic] = counts.get(channel.topic, 0) + 1
             if channel.topic == "/depth/image":
                 depth_schema, depth_bytes = schema, message.data
-    assert counts.get("/image", 0) == 30
+    assert counts.get("/image", 0) == 30 and counts.get("/camera_info", 0) >= 25
     assert counts.get("/depth/image", 0) >= 25  # reliable hand-off; a few may be dropped by design
     assert counts.get("/depth/points", 0) >= 25 and counts.get("/diagnostics", 0) >= 1
     assert depth_schema.encoding == "ros2msg" and "MSG: std_msgs/Header" in depth_schema.data.decode()

@@ -57,8 +57,12 @@ class Recorder(Node):
         self.writer.start(profile="ros2", library="mde_ros recorder")
         self.last_cloud = None
         self.channels: dict[str, int] = {}
-        qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
+        # Best effort takes messages from reliable and best-effort publishers alike (cameras often
+        # publish camera_info best effort); the node's outputs are reliable by default.
+        inputs = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
+        outputs = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         for topic, type_name in RECORDED.items():
+            qos = inputs if topic in ("image", "camera_info") else outputs
             schema = self.writer.register_schema(type_name, "ros2msg", message_definition(type_name).encode())
             resolved = self.resolve_topic_name(topic)
             self.channels[topic] = self.writer.register_channel(resolved, "cdr", schema)
