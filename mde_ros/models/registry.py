@@ -22,6 +22,8 @@ _NECKS = {
     "large": dict(neck_hidden_sizes=[256, 512, 1024, 1024], fusion_hidden_size=256),
 }
 # Which transformer layers feed the DPT neck: V1 takes the last four, V2 spreads them out.
+# transformers counts stages from 1 (stage 0 = embeddings): the original V2 `intermediate_layer_idx`
+# (0-based blocks: vits/vitb [2, 5, 8, 11], vitl [4, 11, 17, 23]) is these minus one.
 _OUT_INDICES = {
     ("v1", "small"): [9, 10, 11, 12],
     ("v1", "base"): [9, 10, 11, 12],
@@ -32,7 +34,13 @@ _OUT_INDICES = {
 }
 _SIZE_CODES = {"small": "s", "base": "b", "large": "l"}
 # max_depth is cast to int for the transformers 5 config, which types it as int.
-_METRIC_SETS = {"indoor": ("hypersim", 20.0), "outdoor": ("vkitti", 80.0)}
+# scene -> (dataset in the original file name, dataset in the Hub repo name, max depth in metres)
+_METRIC_SETS = {"indoor": ("hypersim", "Hypersim", 20.0), "outdoor": ("vkitti", "VKITTI", 80.0)}
+_HUB = "https://huggingface.co"
+
+# Transformers-format folders (config.json + model.safetensors) published for each entry: an
+# alternative to the original `.pth` files, loaded with the same `model:` parameter (a folder path).
+HF_FOLDER_REPOS: dict[str, str] = {}
 
 
 def depth_anything_config(
@@ -65,40 +73,46 @@ def depth_anything_config(
 def _depth_anything_entries() -> list[ModelSpec]:
     entries = []
     for size, code in _SIZE_CODES.items():
+        title = size.title()
+        # V1: the original release is `depth_anything_vit{s,b,l}14.pth` (same `pretrained.*` /
+        # `depth_head.*` layout as V2); the transformers folders are `LiheYoung/depth-anything-*-hf`.
+        name = f"depth-anything-v1-{size}"
+        HF_FOLDER_REPOS[name] = f"LiheYoung/depth-anything-{size}-hf"
         entries.append(
             ModelSpec(
-                name=f"depth-anything-v1-{size}",
+                name=name,
                 architecture="depth_anything",
                 convention=DISPARITY,
                 config=depth_anything_config("v1", size),
-                weights_url=f"https://huggingface.co/LiheYoung/depth-anything-{size}-hf",
-                checkpoint_files=("config.json", "model.safetensors"),
+                weights_url=f"{_HUB}/spaces/LiheYoung/Depth-Anything/tree/main/checkpoints",
+                checkpoint_files=(f"depth_anything_vit{code}14.pth",),
                 description=f"Depth Anything V1 {size}, relative (affine-invariant disparity)",
             )
         )
+        name = f"depth-anything-v2-{size}"
+        HF_FOLDER_REPOS[name] = f"depth-anything/Depth-Anything-V2-{title}-hf"
         entries.append(
             ModelSpec(
-                name=f"depth-anything-v2-{size}",
+                name=name,
                 architecture="depth_anything",
                 convention=DISPARITY,
                 config=depth_anything_config("v2", size),
-                weights_url=f"https://huggingface.co/depth-anything/Depth-Anything-V2-{size.title()}",
+                weights_url=f"{_HUB}/depth-anything/Depth-Anything-V2-{title}",
                 checkpoint_files=(f"depth_anything_v2_vit{code}.pth",),
                 description=f"Depth Anything V2 {size}, relative (affine-invariant disparity)",
             )
         )
-        for scene, (dataset, max_depth) in _METRIC_SETS.items():
+        for scene, (dataset, hub_dataset, max_depth) in _METRIC_SETS.items():
+            name = f"depth-anything-v2-metric-{scene}-{size}"
+            HF_FOLDER_REPOS[name] = f"depth-anything/Depth-Anything-V2-Metric-{scene.title()}-{title}-hf"
             entries.append(
                 ModelSpec(
-                    name=f"depth-anything-v2-metric-{scene}-{size}",
+                    name=name,
                     architecture="depth_anything",
                     convention=METRIC,
                     max_depth=int(max_depth),
                     config=depth_anything_config("v2", size, "metric", max_depth),
-                    weights_url=(
-                        "https://huggingface.co/depth-anything/"
-                        f"Depth-Anything-V2-Metric-{dataset.title()}-{size.title()}"
-                    ),
+                    weights_url=f"{_HUB}/depth-anything/Depth-Anything-V2-Metric-{hub_dataset}-{title}",
                     checkpoint_files=(f"depth_anything_v2_metric_{dataset}_vit{code}.pth",),
                     description=(
                         f"Depth Anything V2 {size}, metric {scene} ({dataset}, sigmoid x {max_depth:g} m)"
@@ -118,8 +132,15 @@ def register(spec: ModelSpec) -> ModelSpec:
 
 
 def get_spec(name: str) -> ModelSpec:
+    if name not in REGISTRY:
+        _register_optional_entries()
     try:
         return REGISTRY[name]
     except KeyError:
         known = ", ".join(sorted(REGISTRY))
         raise KeyError(f"unknown model {name!r}; registry names: {known}") from None
+
+
+def _register_optional_entries() -> None:
+    """LLM-MDE entries and `default` register themselves on import (kept out of the cheap import path)."""
+    from . import default_model, llm_mde  # noqa: F401

@@ -27,12 +27,14 @@ from ..errors import InvalidInputError, MdeRosError
 from ..geometry.intrinsics import CameraIntrinsics
 from ..pipeline import DepthPipeline, Frame
 from ..processing import colorize
-from ..scale.base import FixedScale, ScaleEstimator
+from ..scale.base import ScaleEstimator
+from ..scale.factory import create_estimator
 from . import diagnostics as diag
 from .image_conversion import ImageInputError, ImageWriter, rgb_from_msg
 from .parameters import PARAMETERS, declare_all, scale_config, validate
 from .pointcloud import CloudPacker
 from .qos import input_qos, output_qos
+from .scale_topics import attach_scale_inputs
 
 NODE_NAME = "depth_node"
 LOG_PERIOD_S = 5.0  # throttle for repeated warnings, per reason
@@ -61,41 +63,25 @@ class Throttle:
 
 
 def create_scale_estimator(config: dict[str, Any]) -> ScaleEstimator:
-    """The scale engineer's factory when installed; none/fixed handled here otherwise."""
     try:
-        from ..scale.factory import create_estimator
-    except ModuleNotFoundError as exc:
-        if exc.name != "mde_ros.scale.factory":
-            raise
-    else:
-        try:
-            return create_estimator(config)
-        except ValueError as exc:  # the factory names the bad parameter
-            raise StartupError(f"invalid scale parameters: {exc}") from exc
-    mode = config["mode"]
-    if mode == "none":
-        return ScaleEstimator()
-    if mode == "fixed":
-        return FixedScale(config["fixed_scale"], config["fixed_shift"])
-    raise StartupError(f"scale.mode {mode!r} needs mde_ros.scale.factory, which this install lacks")
-
-
-def attach_scale_inputs(node: Node, estimator: ScaleEstimator, config: dict[str, Any], qos: Any) -> None:
-    try:
-        from .scale_topics import attach_scale_inputs as attach
-    except ModuleNotFoundError as exc:
-        if exc.name != "mde_ros.ros.scale_topics":
-            raise
-        return
-    attach(node, estimator, config, qos)
+        return create_estimator(config)
+    except ValueError as exc:  # the factory names the bad parameter
+        raise StartupError(f"invalid scale parameters: {exc}") from exc
 
 
 def build_pipeline(params: dict[str, Any], scale: ScaleEstimator) -> DepthPipeline:
     from ..inference.factory import create_backend
     from ..models.resolve import resolve_onnx
 
-    onnx_path = resolve_onnx(params["model"], params["engine_dir"] or None)
-    backend = create_backend(params["backend"], onnx_path, threads=params["threads"])
+    engine_dir = params["engine_dir"] or None
+    onnx_path = resolve_onnx(params["model"], engine_dir)
+    backend = create_backend(
+        params["backend"],
+        onnx_path,
+        threads=params["threads"],
+        engine_dir=engine_dir,
+        input_size=params["input_size"] or None,
+    )
     return DepthPipeline(backend, params["input_size"] or None, scale=scale, depth_max=params["depth.max"])
 
 

@@ -1,0 +1,382 @@
+"""TensorRT backend (native Python API, 10.x and 11.x), imported lazily.
+
+Build: ONNX -> engine with one optimization profile for `pixel_values` (min/opt/max from
+parameters), FP16 by default. TensorRT 10.x: `BuilderFlag.FP16` on the fp32 ONNX, LayerNorm and
+Softmax layers pinned to fp32 (PREFER_PRECISION_CONSTRAINTS). TensorRT 11.x
+removed that flag (networks are strongly typed), so the ONNX is first converted to mixed fp16 by
+`mde_ros.models.fp16` (fp32 I/O, LayerNorm/Softmax fp32) and built strongly typed.
+Every fresh engine passes a fidelity self-check against ONNX Runtime fp32 before it is cached.
+
+Run: device buffers allocated once for the profile's max shape (torch CUDA tensors when torch has
+CUDA, else `cuda.bindings.runtime`), `execute_async_v3` on one stream.
+
+Not tested on this project's CI (no GPU, TensorRT not installable): the TensorRT-free logic lives in
+`engine_cache` and `models.fp16`, which are.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, InvalidModelError
+from ..models.onnx_contract import file_sha256, read_spec
+from ..models.spec import INPUT_PIXELS, OUTPUT_DEPTH
+from .base import Backend
+from .engine_cache import (
+    PRECISIONS,
+    EngineKey,
+    Profile,
+    check_fidelity,
+    default_profile,
+    fidelity_report,
+    validate_cached_engine,
+    write_engine,
+)
+
+log = logging.getLogger(__name__)
+
+DEFAULT_FIDELITY_THRESHOLD = 0.02  # relative L1 vs ORT fp32; fp16 engines are typically < 0.005
+DEFAULT_WORKSPACE_GB = 4.0
+
+
+def import_tensorrt():
+    """`tensorrt`, or BackendUnavailableError saying how to get it."""
+    try:
+        import tensorrt as trt
+    except ImportError as exc:
+        raise BackendUnavailableError(
+            "TensorRT is not installed (pip install tensorrt-cu12, from NVIDIA; on Jetson it comes with "
+            f"JetPack): {exc}. Use backend onnxruntime or torch."
+        ) from exc
+    return trt
+
+
+def trt_major(trt) -> int:
+    return int(str(trt.__version__).split(".")[0])
+
+
+class _Cuda:
+    """Device memory and one stream: torch when it has CUDA, else cuda-bindings."""
+
+    def __init__(self) -> None:
+        self.torch = None
+        try:
+            import torch
+
+            if torch.cuda.is_available():
+                self.torch = torch
+        except ImportError:
+            pass
+        if self.torch is None:
+            try:
+                from cuda.bindings import runtime as cudart
+            except ImportError as exc:
+                raise BackendUnavailableError(
+                    "the TensorRT backend needs torch with CUDA or cuda-bindings (pip install cuda-python)"
+                ) from exc
+            self.cudart = cudart
+            self._stream = self._check(cudart.cudaStreamCreate())
+        else:
+            self._torch_stream = self.torch.cuda.Stream()
+        self._allocs: list = []
+
+    def _check(self, result):
+        err, *values = result
+        if int(err) != 0:
+            raise BackendUnavailableError(f"CUDA error {err}")
+        return values[0] if len(values) == 1 else values
+
+    @property
+    def stream(self) -> int:
+        return self._torch_stream.cuda_stream if self.torch else int(self._stream)
+
+    def device_name(self) -> tuple[str, str]:
+        if self.torch:
+            props = self.torch.cuda.get_device_properties(0)
+            return props.name, f"{props.major}.{props.minor}"
+        props = self._check(self.cudart.cudaGetDeviceProperties(0))
+        name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
+        return name.rstrip("\x00"), f"{props.major}.{props.minor}"
+
+    def alloc(self, nbytes: int):
+        """A device buffer; returns (handle, device pointer)."""
+        if self.torch:
+            buf = self.torch.empty(nbytes, dtype=self.torch.uint8, device="cuda")
+            self._allocs.append(buf)
+            return buf, buf.data_ptr()
+        ptr = self._check(self.cudart.cudaMalloc(nbytes))
+        self._allocs.append(ptr)
+        return ptr, int(ptr)
+
+    def to_device(self, dst_ptr: int, host: np.ndarray) -> None:
+        if self.torch:
+            src = self.torch.from_numpy(host).view(self.torch.uint8).reshape(-1)
+            dst = self._view(dst_ptr, host.nbytes)
+            with self.torch.cuda.stream(self._torch_stream):
+                dst.copy_(src, non_blocking=False)
+            return
+        kind = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
+        self._check(self.cudart.cudaMemcpyAsync(dst_ptr, host.ctypes.data, host.nbytes, kind, self._stream))
+
+    def to_host(self, host: np.ndarray, src_ptr: int) -> None:
+        if self.torch:
+            with self.torch.cuda.stream(self._torch_stream):
+                data = self._view(src_ptr, host.nbytes).cpu()
+            host.view(np.uint8).reshape(-1)[:] = data.numpy()
+            return
+        kind = self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
+        self._check(self.cudart.cudaMemcpyAsync(host.ctypes.data, src_ptr, host.nbytes, kind, self._stream))
+
+    def _view(self, ptr: int, nbytes: int):
+        for buf in self._allocs:
+            base = buf.data_ptr()
+            if base <= ptr < base + buf.numel():
+                return buf[ptr - base : ptr - base + nbytes]
+        raise ValueError("pointer not owned by this allocator")
+
+    def synchronize(self) -> None:
+        if self.torch:
+            self._torch_stream.synchronize()
+        else:
+            self._check(self.cudart.cudaStreamSynchronize(self._stream))
+
+    def close(self) -> None:
+        if self.torch is None:
+            for ptr in self._allocs:
+                self.cudart.cudaFree(ptr)
+            self.cudart.cudaStreamDestroy(self._stream)
+        self._allocs.clear()
+
+
+class _ProgressPrinter:
+    """Console progress for engine builds (TensorRT calls it via IProgressMonitor)."""
+
+    def __init__(self, stream=sys.stderr) -> None:
+        self.stream = stream
+        self.start = time.perf_counter()
+
+    def __call__(self, phase: str, step: int, steps: int) -> None:
+        elapsed = time.perf_counter() - self.start
+        self.stream.write(f"\r[{elapsed:6.1f} s] {phase[:50]:50s} {step}/{steps}   ")
+        self.stream.flush()
+
+
+def _progress_monitor(trt, callback: Callable[[str, int, int], None]):
+    """An `IProgressMonitor` forwarding phase progress to `callback` (TensorRT >= 10)."""
+    base = getattr(trt, "IProgressMonitor", None)
+    if base is None:
+        return None
+
+    class Monitor(base):
+        def __init__(self) -> None:
+            base.__init__(self)
+            self.steps: dict[str, int] = {}
+
+        def phase_start(self, phase_name, parent_phase, num_steps):
+            self.steps[phase_name] = num_steps
+            callback(phase_name, 0, num_steps)
+
+        def step_complete(self, phase_name, step):
+            callback(phase_name, step + 1, self.steps.get(phase_name, 0))
+            return True  # False would cancel the build
+
+        def phase_finish(self, phase_name):
+            self.steps.pop(phase_name, None)
+
+    return Monitor()
+
+
+def build_serialized_engine(
+    onnx_path: Path,
+    profile: Profile,
+    precision: str,
+    workspace_gb: float = DEFAULT_WORKSPACE_GB,
+    progress: Callable[[str, int, int], None] | None = None,
+) -> bytes:
+    """Build an engine for `onnx_path` and return its serialized bytes."""
+    trt = import_tensorrt()
+    logger = trt.Logger(trt.Logger.WARNING)
+    builder = trt.Builder(logger)
+    source = onnx_path
+    strongly_typed = precision == "fp16" and trt_major(trt) >= 11
+    if strongly_typed:  # TensorRT 11: the precision lives in the ONNX graph itself
+        from ..models.fp16 import convert_file
+
+        source = onnx_path.with_name(onnx_path.stem + ".fp16.onnx")
+        if not source.is_file() or source.stat().st_mtime < onnx_path.stat().st_mtime:
+            convert_file(onnx_path, source)
+    flags = 0
+    if strongly_typed and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
+        flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
+    network = builder.create_network(flags)
+    parser = trt.OnnxParser(network, logger)
+    if not parser.parse_from_file(str(source)):
+        errors = "; ".join(str(parser.get_error(i)) for i in range(parser.num_errors))
+        raise InvalidModelError(f"TensorRT could not parse {source}: {errors}")
+    config = builder.create_builder_config()
+    config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
+    if precision == "fp16" and not strongly_typed:
+        config.set_flag(trt.BuilderFlag.FP16)  # TensorRT 10.x weak typing
+        _keep_norms_fp32(trt, network, config)
+    trt_profile = builder.create_optimization_profile()
+    trt_profile.set_shape(INPUT_PIXELS, *profile.tensor_shapes())
+    config.add_optimization_profile(trt_profile)
+    if progress is not None:
+        monitor = _progress_monitor(trt, progress)
+        if monitor is not None:
+            config.progress_monitor = monitor
+    serialized = builder.build_serialized_network(network, config)
+    if serialized is None:
+        raise InvalidModelError(f"TensorRT failed to build an engine for {onnx_path} (see its log above)")
+    return bytes(serialized)
+
+
+def _keep_norms_fp32(trt, network, config) -> int:
+    """TensorRT 10.x FP16: pin LayerNorm and Softmax layers to fp32 (the same rule as `models.fp16`).
+
+    DINOv2's LayerNorm after attention overflows in fp16; TensorRT itself warns about it.
+    """
+    kinds = {getattr(trt.LayerType, n) for n in ("NORMALIZATION", "SOFTMAX") if hasattr(trt.LayerType, n)}
+    pinned = 0
+    for index in range(network.num_layers):
+        layer = network.get_layer(index)
+        if layer.type in kinds:
+            layer.precision = trt.float32
+            for out in range(layer.num_outputs):
+                layer.set_output_type(out, trt.float32)
+            pinned += 1
+    if pinned:
+        config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
+    log.info("pinned %d LayerNorm/Softmax layers to fp32", pinned)
+    return pinned
+
+
+class TensorRTBackend(Backend):
+    name = "tensorrt"
+
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        engine_dir: str | Path | None = None,
+        precision: str = "fp16",
+        profile: Profile | None = None,
+        fidelity_threshold: float = DEFAULT_FIDELITY_THRESHOLD,
+        workspace_gb: float = DEFAULT_WORKSPACE_GB,
+        show_progress: bool = False,
+    ) -> None:
+        if precision not in PRECISIONS:
+            raise ValueError(f"precision must be one of {PRECISIONS}")
+        trt = import_tensorrt()
+        super().__init__(read_spec(onnx_path))
+        from ..models.resolve import default_engine_dir
+
+        if self.spec.needs_prompt:
+            raise BackendUnavailableError(
+                f"the TensorRT backend does not run prompted models ({self.spec.name})"
+            )
+        self.onnx_path = Path(onnx_path)
+        self.profile = profile or default_profile(self.spec.default_input_size, self.spec.patch_multiple)
+        self.precision = precision
+        self.cuda = _Cuda()
+        gpu, cc = self.cuda.device_name()
+        self.gpu = gpu
+        self.key = EngineKey(
+            onnx_stem=self.onnx_path.stem,
+            onnx_sha256=file_sha256(self.onnx_path),
+            trt_version=str(trt.__version__),
+            gpu_name=gpu,
+            compute_capability=cc,
+            precision=precision,
+            profile=self.profile.slug(),
+        )
+        self.engine_path = Path(engine_dir or default_engine_dir()) / self.key.file_name()
+        self.build_seconds = 0.0
+        data, why = validate_cached_engine(self.engine_path, self.key)
+        self._trt = trt
+        self._logger = trt.Logger(trt.Logger.WARNING)
+        self._runtime = trt.Runtime(self._logger)
+        engine = self._runtime.deserialize_cuda_engine(data) if data else None
+        if data and engine is None:
+            why = "cached engine failed to deserialize (TensorRT/driver mismatch?)"
+        if engine is None:
+            log.warning("building TensorRT engine %s (%s); this can take minutes", self.engine_path.name, why)
+            self._build(fidelity_threshold, workspace_gb, show_progress)  # sets up the context too
+        else:
+            log.info("using cached TensorRT engine %s", self.engine_path)
+            self._setup(engine)
+
+    def _build(self, threshold: float, workspace_gb: float, show_progress: bool) -> None:
+        start = time.perf_counter()
+        progress = _ProgressPrinter() if show_progress else None
+        data = build_serialized_engine(self.onnx_path, self.profile, self.precision, workspace_gb, progress)
+        self.build_seconds = time.perf_counter() - start
+        if progress:
+            sys.stderr.write("\n")
+        engine = self._runtime.deserialize_cuda_engine(data)
+        if engine is None:
+            raise InvalidModelError("TensorRT could not deserialize the engine it just built")
+        self._setup(engine)
+        report = self._self_check(threshold)
+        write_engine(self.engine_path, data, self.key, self.build_seconds, report)
+        log.info(
+            "built %s in %.1f s; fidelity vs ORT fp32: rel L1 %.2e",
+            self.engine_path.name,
+            self.build_seconds,
+            report["rel_l1"],
+        )
+
+    def _self_check(self, threshold: float) -> dict:
+        """Run the engine and ONNX Runtime fp32 on the same image-like input at the opt shape."""
+        from ..models.export import smooth_pixels
+        from .onnxruntime_backend import OnnxRuntimeBackend
+
+        batch, height, width = self.profile.opt
+        pixels = smooth_pixels(np.random.default_rng(0), height, width, batch)
+        with OnnxRuntimeBackend(self.onnx_path, providers="cpu") as reference:
+            expected = reference.infer(pixels)
+        report = fidelity_report(expected, self.infer(pixels))
+        check_fidelity(report, threshold, f"TensorRT {self.precision} engine for {self.onnx_path.name}")
+        return report
+
+    def _setup(self, engine) -> None:
+        trt = self._trt
+        self.engine = engine
+        self.context = engine.create_execution_context()
+        names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
+        inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
+        outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
+        if inputs != [INPUT_PIXELS] or outputs != [OUTPUT_DEPTH]:
+            raise InvalidModelError(f"engine I/O {inputs} -> {outputs} does not follow the mde_ros contract")
+        # One allocation each for the profile's largest shape, reused for every frame.
+        batch, height, width = self.profile.max
+        self._in_buf, self._in_ptr = self.cuda.alloc(batch * 3 * height * width * 4)
+        self._out_buf, self._out_ptr = self.cuda.alloc(batch * height * width * 4)
+        self.context.set_tensor_address(INPUT_PIXELS, self._in_ptr)
+        self.context.set_tensor_address(OUTPUT_DEPTH, self._out_ptr)
+
+    @property
+    def device(self) -> str:
+        return f"cuda:0 ({self.gpu}), TensorRT {self.key.trt_version} {self.precision}"
+
+    def infer(self, pixel_values: np.ndarray, prompt_ids: np.ndarray | None = None) -> np.ndarray:
+        pixels = np.ascontiguousarray(pixel_values, np.float32)
+        self.profile.check(pixels.shape)
+        self.context.set_input_shape(INPUT_PIXELS, tuple(pixels.shape))
+        self.cuda.to_device(self._in_ptr, pixels)
+        if not self.context.execute_async_v3(self.cuda.stream):
+            raise InvalidModelError("TensorRT execute_async_v3 failed (see the TensorRT log)")
+        out = np.empty(tuple(self.context.get_tensor_shape(OUTPUT_DEPTH)), np.float32)
+        self.cuda.to_host(out, self._out_ptr)
+        self.cuda.synchronize()
+        return out
+
+    def close(self) -> None:
+        self.context = None
+        self.engine = None
+        self.cuda.close()

@@ -1,0 +1,146 @@
+"""torch backend: the same network in PyTorch, on CUDA (fp16 autocast, optional CUDA graphs) or CPU.
+
+Design: the ONNX file stays the single source of truth. `mde-ros export` stores, next to the spec,
+a pointer to the weights it was exported from (metadata `mde_ros.source`: the checkpoint path and
+its sha256, or the seed of a random-weight test model). This backend rebuilds the torch module from
+the spec + that checkpoint, refusing a checkpoint whose hash changed since the export. Converting
+ONNX initializers back to torch would be fragile (constant folding fuses and transposes weights).
+It needs torch and transformers at run time, unlike the ONNX Runtime and TensorRT backends.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import BackendUnavailableError, ModelNotFoundError
+from ..models.onnx_contract import read_spec
+from .base import Backend
+
+log = logging.getLogger(__name__)
+
+
+def load_source_model(onnx_path: str | Path, checkpoint: str | Path | None = None):
+    """The torch model an ONNX file was exported from (spec + `mde_ros.source` metadata)."""
+    from ..models.checkpoints import Checkpoint, checkpoint_sha256, load_checkpoint
+    from ..models.export import SOURCE_METADATA_KEY, read_metadata
+    from ..models.torch_models import build_torch_model
+
+    spec = read_spec(onnx_path)
+    if checkpoint is not None:
+        model, _, _ = load_checkpoint(checkpoint, spec)
+        return model, spec
+    text = read_metadata(onnx_path).get(SOURCE_METADATA_KEY)
+    if not text:
+        raise BackendUnavailableError(
+            f"{onnx_path} does not say which checkpoint it came from (no '{SOURCE_METADATA_KEY}' metadata): "
+            "the torch backend needs the weights; re-export with `mde-ros export` or use onnxruntime/tensorrt"
+        )
+    source = Checkpoint.from_json(text)
+    if source.kind == "random":
+        return build_torch_model(spec, seed=source.seed), spec
+    if not Path(source.path).exists():
+        raise ModelNotFoundError(
+            f"the torch backend needs the checkpoint {onnx_path} was exported from, {source.path}, "
+            "which is gone; restore it or use the onnxruntime/tensorrt backend"
+        )
+    if checkpoint_sha256(source.path) != source.sha256:
+        raise ModelNotFoundError(
+            f"{source.path} changed since {onnx_path} was exported from it; re-export the ONNX "
+            "(delete it and restart) so that every backend runs the same weights"
+        )
+    model, _, _ = load_checkpoint(source.path, spec)
+    return model, spec
+
+
+class TorchBackend(Backend):
+    name = "torch"
+
+    def __init__(
+        self,
+        onnx_path: str | Path,
+        device: str = "auto",
+        precision: str = "fp16",
+        cuda_graphs: bool = False,
+        threads: int = 0,
+        checkpoint: str | Path | None = None,
+    ) -> None:
+        try:
+            import torch
+        except ImportError as exc:
+            raise BackendUnavailableError("the torch backend needs PyTorch: pip install torch") from exc
+        from ..models.torch_models import depth_module
+
+        model, spec = load_source_model(onnx_path, checkpoint)
+        super().__init__(spec)
+        if device == "auto":
+            device = "cuda" if torch.cuda.is_available() else "cpu"
+        if device.startswith("cuda") and not torch.cuda.is_available():
+            raise BackendUnavailableError("torch has no CUDA device here (CPU-only build or no GPU)")
+        if threads > 0 and device == "cpu":
+            torch.set_num_threads(threads)
+        self._torch = torch
+        self._device = torch.device(device)
+        # fp16 autocast only on CUDA: CPU fp16 is slow and inaccurate.
+        self.precision = precision if self._device.type == "cuda" else "fp32"
+        self.cuda_graphs = cuda_graphs and self._device.type == "cuda"
+        self.module = depth_module(model).to(self._device).eval()
+        self._graphs: dict[tuple, tuple] = {}  # input shape -> (graph, static input, static output)
+        log.info(
+            "torch backend on %s (%s%s)",
+            self.device,
+            self.precision,
+            ", CUDA graphs" if self.cuda_graphs else "",
+        )
+
+    @property
+    def device(self) -> str:
+        if self._device.type == "cuda":
+            return f"{self._device} ({self._torch.cuda.get_device_name(self._device)})"
+        return "cpu"
+
+    def _forward(self, pixels):
+        torch = self._torch
+        with torch.inference_mode(), torch.autocast("cuda", torch.float16, enabled=self.precision == "fp16"):
+            return self.module(pixels).float()
+
+    def forward_tensor(self, pixels):
+        """Run on a torch tensor already on the device (GPU pre-processing paths); returns a tensor."""
+        if not self.cuda_graphs:
+            return self._forward(pixels)
+        key = tuple(pixels.shape)
+        if key not in self._graphs:
+            self._graphs[key] = self._capture(pixels)
+        graph, static_in, static_out = self._graphs[key]
+        static_in.copy_(pixels)
+        graph.replay()
+        return static_out
+
+    def _capture(self, example):
+        torch = self._torch
+        static_in = example.clone()
+        stream = torch.cuda.Stream()
+        stream.wait_stream(torch.cuda.current_stream())
+        with torch.cuda.stream(stream):  # warm-up outside the graph, as CUDA graphs require
+            for _ in range(2):
+                self._forward(static_in)
+        torch.cuda.current_stream().wait_stream(stream)
+        graph = torch.cuda.CUDAGraph()
+        with torch.cuda.graph(graph):
+            static_out = self._forward(static_in)
+        log.info("captured a CUDA graph for input %s", tuple(example.shape))
+        return graph, static_in, static_out
+
+    def infer(self, pixel_values: np.ndarray, prompt_ids: np.ndarray | None = None) -> np.ndarray:
+        if self.spec.needs_prompt:
+            raise BackendUnavailableError(
+                f"the torch backend does not run prompted models ({self.spec.name})"
+            )
+        pixels = self._torch.from_numpy(np.ascontiguousarray(pixel_values, np.float32)).to(self._device)
+        return self.forward_tensor(pixels).cpu().numpy()
+
+    def close(self) -> None:
+        self._graphs.clear()
+        self.module = None
