@@ -21,7 +21,7 @@ def test_demo_records_what_the_node_publishes(tmp_path, tiny_onnx):
     env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(101, 200)), OMP_NUM_THREADS="1")
     result = subprocess.run(
         [sys.executable, "-m", "mde_ros.cli", "demo", "--output", str(out), "--model", tiny_onnx,
-         "--backend", "onnxruntime", "--rate", "10", "--startup-timeout", "120"],
+         "--backend", "onnxruntime", "--rate", "5", "--startup-timeout", "120"],
         capture_output=True, text=True, timeout=400, env=env,
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
