@@ -278,16 +278,10 @@ def header(stamp_s: float, frame_id: str) -> Any:
 
 
 def camera_info(width: int, height: int, fx: float, fy: float, cx: float, cy: float, hdr: Any = None) -> Any:
-    from sensor_msgs.msg import CameraInfo
+    from mde_ros.geometry.intrinsics import CameraIntrinsics
+    from mde_ros.ros.sample_player import camera_info_msg
 
-    info = CameraInfo(width=width, height=height, distortion_model="plumb_bob")
-    if hdr is not None:
-        info.header = hdr
-    info.k = [fx, 0.0, cx, 0.0, fy, cy, 0.0, 0.0, 1.0]
-    info.p = [fx, 0.0, cx, 0.0, 0.0, fy, cy, 0.0, 0.0, 0.0, 1.0, 0.0]
-    info.r = [1.0, 0.0, 0.0, 0.0, 1.0, 0.0, 0.0, 0.0, 1.0]
-    info.d = [0.0] * 5
-    return info
+    return camera_info_msg(CameraIntrinsics(fx, fy, cx, cy, width, height), hdr)
 
 
 def make_image(height: int, width: int, seed: int = 0) -> np.ndarray:

@@ -16,17 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ModelNotFoundError
+from .registry import dinov2_backbone
 
 BACKBONE_OUTPUT = "/backbone/layernorm/Add_1_output_0"  # last_hidden_state of the backbone
-DINOV2_SMALL = dict(
-    hidden_size=384,
-    num_hidden_layers=12,
-    num_attention_heads=6,
-    patch_size=14,
-    image_size=518,
-    mlp_ratio=4,
-    layerscale_value=1.0,
-)
+DINOV2_SMALL = dinov2_backbone("small")  # the same ViT-S/14 as Depth Anything V2 Small
 # ONNX node name piece -> transformers 5 Dinov2 parameter prefix
 _LINEARS = {
     "attention/attention/query": "attention.q_proj",

@@ -43,17 +43,18 @@ _HUB = "https://huggingface.co"
 HF_FOLDER_REPOS: dict[str, str] = {}
 
 
+def dinov2_backbone(size: str) -> dict:
+    """transformers `Dinov2Config` kwargs of a DINOv2 ViT-{S,B,L}/14 at 518 px."""
+    return dict(_BACKBONES[size], patch_size=14, image_size=518, mlp_ratio=4, layerscale_value=1.0)
+
+
 def depth_anything_config(
     version: str, size: str, depth_estimation_type: str = "relative", max_depth: int = 1
 ) -> dict:
     """transformers `DepthAnythingConfig` kwargs for a Depth Anything V1/V2 model."""
     backbone = dict(
-        _BACKBONES[size],
+        dinov2_backbone(size),
         model_type="dinov2",
-        patch_size=14,
-        image_size=518,
-        mlp_ratio=4,
-        layerscale_value=1.0,
         out_indices=_OUT_INDICES[(version, size)],
         reshape_hidden_states=False,
         apply_layernorm=True,

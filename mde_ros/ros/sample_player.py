@@ -15,9 +15,11 @@ from .image_conversion import image_msg
 from .pointcloud import cloud_msg
 
 
-def camera_info_msg(intrinsics: CameraIntrinsics, header) -> CameraInfo:
+def camera_info_msg(intrinsics: CameraIntrinsics, header=None) -> CameraInfo:
+    """A distortion-free CameraInfo for `intrinsics` (K, R = identity, P = [K | 0])."""
     info = CameraInfo()
-    info.header = header
+    if header is not None:
+        info.header = header
     info.width, info.height = intrinsics.width, intrinsics.height
     info.distortion_model = "plumb_bob"
     info.d = [0.0] * 5
