@@ -131,6 +131,41 @@ def _row_contiguous(image: np.ndarray) -> np.ndarray:
     return np.ascontiguousarray(image)
 
 
+# sensor_msgs/CompressedImage `format` values name the codec ("jpeg", "png") and, as written by
+# image_transport, the source encoding ("rgb8; jpeg compressed bgr8"). OpenCV sniffs the codec
+# from the bytes, so the format string is only used for the error message.
+MAX_COMPRESSED_BYTES = 64 * 1024 * 1024
+
+
+def rgb_from_compressed(fmt: str, data: Any) -> np.ndarray:
+    """CompressedImage (jpeg / png, colour or grey, 8 or 16 bit) -> HxWx3 uint8 RGB.
+
+    Undecodable or empty data raises ImageInputError("undecodable_image"), never a cv2 error.
+    """
+    buffer = np.frombuffer(data, np.uint8)
+    if buffer.size == 0:
+        raise ImageInputError("undecodable_image", "CompressedImage has no data")
+    if buffer.size > MAX_COMPRESSED_BYTES:
+        raise ImageInputError("undecodable_image", f"CompressedImage of {buffer.size} bytes is too large")
+    try:
+        image = cv2.imdecode(buffer, cv2.IMREAD_UNCHANGED)
+    except cv2.error:
+        image = None
+    if image is None or image.size == 0:
+        raise ImageInputError(
+            "undecodable_image", f"CompressedImage ({fmt or 'no format'}) could not be decoded as jpeg/png"
+        )
+    if image.dtype == np.uint16:
+        if image.ndim == 2:
+            return mono16_to_rgb(image)
+        image = (image >> 8).astype(np.uint8)
+    if image.ndim == 2:
+        return cv2.cvtColor(image, cv2.COLOR_GRAY2RGB)
+    if image.shape[2] == 4:
+        return cv2.cvtColor(image, cv2.COLOR_BGRA2RGB)
+    return cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
+
+
 # --- message wrappers -------------------------------------------------------------------------
 
 
@@ -140,7 +175,12 @@ def array_from_msg(msg: Any, allowed: tuple[str, ...] | None = None) -> np.ndarr
 
 
 def rgb_from_msg(msg: Any) -> np.ndarray:
-    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8, mono16) -> HxWx3 uint8 RGB."""
+    """sensor_msgs/Image (rgb8, bgr8, rgba8, bgra8, mono8, mono16) or CompressedImage -> HxWx3 RGB.
+
+    Duck-typed (rclpy and rosbags messages alike): a message with `format` is a CompressedImage.
+    """
+    if hasattr(msg, "format") and not hasattr(msg, "encoding"):
+        return rgb_from_compressed(msg.format, msg.data)
     return rgb_from_image(msg.encoding, msg.height, msg.width, msg.step, msg.is_bigendian, msg.data)
 
 
