@@ -84,11 +84,11 @@ class DepthPipeline:
             )
         pixels = self.preprocess(frame.rgb)
         prompt = self.prompt_fn(frame.rgb) if self.prompt_fn else None
-        timings["preprocess"] = _lap(start)
+        timings["preprocess"] = lap_ms(start)
 
         mark = time.perf_counter()
         raw = self.backend.infer(pixels, prompt)
-        timings["inference"] = _lap(mark)
+        timings["inference"] = lap_ms(mark)
 
         mark = time.perf_counter()
         prediction = resize_prediction(raw[0], height, width)
@@ -100,14 +100,14 @@ class DepthPipeline:
         depth, metric = self._to_depth(prediction, state, base)
         if self.depth_max > 0:
             depth[depth > self.depth_max] = np.nan
-        timings["postprocess"] = _lap(mark)
+        timings["postprocess"] = lap_ms(mark)
 
         points = None
         if want_points and frame.intrinsics is not None:
             mark = time.perf_counter()
             points = backproject(depth, frame.intrinsics, points_stride, points_max_range)
-            timings["points"] = _lap(mark)
-        timings["total"] = _lap(start)
+            timings["points"] = lap_ms(mark)
+        timings["total"] = lap_ms(start)
         return DepthResult(depth, metric, state, prediction, net_size, points, timings)
 
     def _metric_base(
@@ -143,5 +143,6 @@ class DepthPipeline:
         self.backend.close()
 
 
-def _lap(start: float) -> float:
+def lap_ms(start: float) -> float:
+    """Milliseconds since `start` (a time.perf_counter() value)."""
     return (time.perf_counter() - start) * 1000.0

@@ -6,6 +6,7 @@ from __future__ import annotations
 import ast
 import signal
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -142,6 +143,42 @@ def test_dynamic_stride_and_max_range(ros):
         np.testing.assert_allclose(cloud["x"][keep], ((u - CX) * z / FX)[keep], rtol=1e-5, atol=1e-6)
     finally:
         client.set_parameters(NODE, {"points.stride": 1, "points.max_range": 0.0})
+
+
+def _failures(diag: dict) -> dict[str, int]:
+    """Frames lost to a processing failure or an internal error, by diagnostics key."""
+    pipeline = diag["pipeline"]
+    keys = [k for k in pipeline if k.endswith("processing_error") or k.startswith("internal_error")]
+    return {k: int(pipeline[k]) for k in keys}
+
+
+@pytest.mark.ros
+def test_live_stride_changes_while_streaming_never_fail_a_frame(ros):
+    """points.stride flips between 1 and 3 while frames stream: every frame uses one stride."""
+    node, client = ros
+    before = _failures(client.fresh_diagnostics(NODE))
+    client.clear()
+    stop = threading.Event()
+
+    def stream() -> None:
+        while not stop.is_set():
+            send(client)
+
+    streamer = threading.Thread(target=stream, daemon=True)
+    streamer.start()
+    try:
+        for i in range(60):
+            (result,) = client.set_parameters(NODE, {"points.stride": 3 if i % 2 == 0 else 1})
+            assert result.successful, result.reason
+    finally:
+        stop.set()
+        streamer.join(5.0)
+        client.set_parameters(NODE, {"points.stride": 1})
+    clouds = client.messages("depth/points")
+    assert len(clouds) >= 5, node.output()
+    assert {(c.height, c.width) for c in clouds} <= {(H, W), (40, 54)}
+    time.sleep(0.5)  # the last frame's outcome reaches the next diagnostics message
+    assert _failures(client.fresh_diagnostics(NODE)) == before, node.output()
 
 
 @pytest.mark.ros
@@ -312,24 +349,19 @@ def test_startup_errors_exit_2_with_the_remedy(tiny_onnx, tmp_path):
         assert "Traceback" not in err, err
 
 
-def _flatten(tree: dict, prefix: str = "") -> dict:
-    out = {}
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            out.update(_flatten(value, f"{prefix}{key}."))
-        else:
-            out[f"{prefix}{key}"] = value
-    return out
-
-
 def test_params_file_holds_every_default():
-    from mde_ros.ros.parameters import PARAMETERS, validate
+    """config/depth.yaml has every setting of mde_ros.config, no other, each at its default."""
+    from mde_ros.config import NodeConfig, flat, from_flat, settings
+    from mde_ros.ros.parameters import validate
 
-    values = _flatten(yaml.safe_load(PARAMS_FILE.read_text())["/**/depth_node"]["ros__parameters"])
-    assert values == {p.name: p.default for p in PARAMETERS}
+    tree = yaml.safe_load(PARAMS_FILE.read_text())["/**/depth_node"]["ros__parameters"]
+    from_yaml = from_flat(NodeConfig, tree)  # a name the config lacks raises
+    assert from_yaml == NodeConfig()
+    values = flat(from_yaml)
+    assert list(values) == [s.name for s in settings()]
     assert validate(values) == []
-    for p in PARAMETERS:  # the YAML type is the declared type (a 0 where 0.0 is meant breaks rclpy)
-        assert type(values[p.name]) is type(p.default), p.name
+    for s in settings():  # the YAML type is the declared type (a 0 where 0.0 is meant breaks rclpy)
+        assert type(values[s.name]) is type(s.default), s.name
 
 
 def test_launch_file_passes_the_installed_params_file():

@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scale_data import visp_or_skip
 
+from mde_ros.config import scale_config
 from mde_ros.geometry import CameraIntrinsics
 from mde_ros.scale.base import HOLDING, METRIC, RELATIVE, ScaleInput
 from mde_ros.scale.evaluate import (
@@ -67,7 +68,7 @@ def test_ransac_affine_recovers_inverse_depth_map(rng):
 def test_sparse_target_200_points_10_percent_outliers():
     rng = np.random.default_rng(7)
     depth = _scene_depth()
-    estimator = create_estimator({"mode": "sparse"})
+    estimator = create_estimator(scale_config({"mode": "sparse"}))
     estimator.add_sparse_points(0.0, _points(depth, rng))
     state = estimator.update(ScaleInput(simulate_relative(depth, rng), None, K, 0.0, "disparity"))
     assert state.status == METRIC and state.points >= 150
@@ -81,7 +82,7 @@ def test_sparse_on_real_castel_depth():
     visp = visp_or_skip()
     frames = visp.castel_frames(indices=[0, 5, 10, 15, 20])
     rng = np.random.default_rng(3)
-    result = run_sequence(create_estimator({"mode": "sparse"}), frames, rng)
+    result = run_sequence(create_estimator(scale_config({"mode": "sparse"})), frames, rng)
     summary = result.summary()
     assert summary["metric_frames"] == len(frames)
     assert summary["final_scale_error"] <= 0.03, summary
@@ -90,7 +91,7 @@ def test_sparse_on_real_castel_depth():
 
 def test_sparse_bad_points_are_counted_and_scale_held(rng):
     depth = _scene_depth()
-    estimator = create_estimator({"mode": "sparse", "sparse.min_points": 20})
+    estimator = create_estimator(scale_config({"mode": "sparse", "sparse.min_points": 20}))
     estimator.add_sparse_points(0.0, _points(depth, rng))
     good = estimator.update(ScaleInput(simulate_relative(depth, rng), None, K, 0.0, "disparity"))
     assert good.status == METRIC
@@ -116,7 +117,9 @@ def test_sparse_extrinsic_and_metric_model(rng):
     cam_in_lidar = extrinsic([0.2, 0.0, 0.1], matrix_to_quat(quat_to_matrix([0.5, -0.5, 0.5, -0.5])))
     points_lidar = _points(depth, rng, 300, 0.0) @ cam_in_lidar[:3, :3].T + cam_in_lidar[:3, 3]
     estimator = create_estimator(
-        {"mode": "sparse", "sparse": {"translation": [0.2, 0.0, 0.1], "rotation": list(cam_in_lidar_q())}}
+        scale_config(
+            {"mode": "sparse", "sparse": {"translation": [0.2, 0.0, 0.1], "rotation": list(cam_in_lidar_q())}}
+        )
     )
     estimator.add_sparse_points(1.0, points_lidar)
     metric = (depth * 0.9).astype(np.float32)
@@ -130,7 +133,7 @@ def cam_in_lidar_q() -> np.ndarray:
 
 
 def test_before_first_estimate_status_is_relative(rng):
-    estimator = create_estimator({"mode": "sparse"})
+    estimator = create_estimator(scale_config({"mode": "sparse"}))
     state = estimator.update(ScaleInput(simulate_relative(_scene_depth(), rng), None, K, 0.0, "disparity"))
     assert state.status == RELATIVE and not state.is_metric and "relative" in state.message
 
@@ -151,20 +154,20 @@ def test_filter_jitter_jump_rejection_and_relock():
 
 
 def test_factory_modes_and_errors():
-    assert create_estimator({}).mode == "none"
-    fixed = create_estimator({"mode": "fixed", "fixed_scale": 0.5, "fixed_shift": 0.1})
+    assert create_estimator(scale_config({})).mode == "none"
+    fixed = create_estimator(scale_config({"mode": "fixed", "fixed_scale": 0.5, "fixed_shift": 0.1}))
     assert fixed.state.status == METRIC and fixed.state.scale == 0.5
     for mode in ("intrinsics", "trajectory", "sparse"):
         config = {"mode": mode, "camera_height": 1.0, "filter.time_constant": 0.5}
-        assert create_estimator(config).mode == mode
+        assert create_estimator(scale_config(config)).mode == mode
     with pytest.raises(ValueError, match=r"scale\.mode"):
-        create_estimator({"mode": "lidar"})
+        create_estimator(scale_config({"mode": "lidar"}))
     with pytest.raises(ValueError, match="camera_height"):
-        create_estimator({"mode": "intrinsics"})
+        create_estimator(scale_config({"mode": "intrinsics"}))
     with pytest.raises(ValueError, match="pose_type"):
-        create_estimator({"mode": "trajectory", "pose_type": "tf"})
+        create_estimator(scale_config({"mode": "trajectory", "pose_type": "tf"}))
     with pytest.raises(ValueError, match="unit quaternion"):
-        create_estimator({"mode": "sparse", "sparse.rotation": [0, 0, 0, 0]})
+        create_estimator(scale_config({"mode": "sparse", "sparse.rotation": [0, 0, 0, 0]}))
 
 
 def test_pipeline_applies_sparse_scale(tiny_onnx, rng):
@@ -172,7 +175,7 @@ def test_pipeline_applies_sparse_scale(tiny_onnx, rng):
     from mde_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
     from mde_ros.pipeline import DepthPipeline, Frame
 
-    estimator = create_estimator({"mode": "sparse", "min_inlier_ratio": 0.0})
+    estimator = create_estimator(scale_config({"mode": "sparse", "min_inlier_ratio": 0.0}))
     pipeline = DepthPipeline(OnnxRuntimeBackend(tiny_onnx), input_size=56, scale=estimator)
     frame = Frame(rng.integers(0, 255, (60, 80, 3), dtype=np.uint8), K.scaled(80, 60), 0.0)
     first = pipeline.process(frame)

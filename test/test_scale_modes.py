@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 from scale_data import evo_data, read_tum, visp_or_skip
 
+from mde_ros.config import scale_config
 from mde_ros.scale.base import HOLDING, METRIC, RELATIVE, ScaleInput
 from mde_ros.scale.evaluate import TRUE_SCALE, ground_scene, jitter, run_sequence, simulate_relative
 from mde_ros.scale.factory import create_estimator
@@ -53,7 +54,7 @@ def test_pose_interpolation_on_real_tum_trajectory():
 
 def test_trajectory_target_on_castle_simu(castle_simu):
     rng = np.random.default_rng(5)
-    estimator = create_estimator({"mode": "trajectory"})
+    estimator = create_estimator(scale_config({"mode": "trajectory"}))
     result = run_sequence(estimator, castle_simu, rng)
     metric = [s for s in result.states if s.is_metric]
     assert len(metric) >= 5, [s.message for s in result.states]
@@ -78,7 +79,7 @@ def test_up_to_scale_trajectory_gives_depth_in_its_units(castle_simu):
     unit = float(np.median(np.linalg.norm(np.diff(orb[:, 1:4], axis=0), axis=1)) /
                  np.median(np.linalg.norm(np.diff(gt_at_kf, axis=0), axis=1)))  # fmt: skip
     assert abs(unit - 1.0) > 0.05  # genuinely not metres (ORB-SLAM picks its own unit)
-    estimator = create_estimator({"mode": "trajectory", "min_baseline": 0.05 * unit})
+    estimator = create_estimator(scale_config({"mode": "trajectory", "min_baseline": 0.05 * unit}))
     for i, frame in enumerate(castle_simu):
         pose = invert(frame.pose_cam_obj)
         estimator.add_pose(i / 30, pose[:3, 3] * unit, matrix_to_quat(pose[:3, :3]))
@@ -94,7 +95,7 @@ def test_up_to_scale_trajectory_gives_depth_in_its_units(castle_simu):
 
 def test_trajectory_bad_input_holds_last_good_scale(castle_simu):
     rng = np.random.default_rng(5)
-    estimator = create_estimator({"mode": "trajectory"})
+    estimator = create_estimator(scale_config({"mode": "trajectory"}))
     good = run_sequence(estimator, castle_simu, rng).states[-1]
     assert good.status == METRIC
     frame, stamp = castle_simu[-1], 10.0
@@ -129,7 +130,7 @@ def test_trajectory_bad_input_holds_last_good_scale(castle_simu):
 
 def test_trajectory_zero_baseline_never_gives_a_scale(castle_simu):
     rng = np.random.default_rng(1)
-    estimator = create_estimator({"mode": "trajectory"})
+    estimator = create_estimator(scale_config({"mode": "trajectory"}))
     pose = invert(castle_simu[0].pose_cam_obj)
     for i, frame in enumerate(castle_simu[:6]):  # the camera "does not move" while the images do
         estimator.add_pose(i / 30, pose[:3, 3], matrix_to_quat(pose[:3, :3]))
@@ -148,19 +149,23 @@ def _ground_input(rng, stamp, frame=None, noise=0.01):
 
 def test_intrinsics_target_and_jitter():
     rng = np.random.default_rng(2)
-    estimator = create_estimator({"mode": "intrinsics", "camera_height": 1.2, "camera_pitch": 10.0})
+    estimator = create_estimator(
+        scale_config({"mode": "intrinsics", "camera_height": 1.2, "camera_pitch": 10.0})
+    )
     states = [estimator.update(_ground_input(rng, i / 30)) for i in range(60)]
     assert states[0].status == METRIC and states[0].inlier_ratio > 0.9
     assert all(abs(s.scale / TRUE_SCALE - 1) <= 0.05 for s in states)
     assert jitter(s.scale for s in states[10:]) <= 0.01
     # A pitch prior 8 degrees off still gives the scale within 5 % (s depends on cos(pitch)).
-    off = create_estimator({"mode": "intrinsics", "camera_height": 1.2, "camera_pitch": 2.0})
+    off = create_estimator(scale_config({"mode": "intrinsics", "camera_height": 1.2, "camera_pitch": 2.0}))
     assert abs(off.update(_ground_input(rng, 0.0)).scale / TRUE_SCALE - 1) <= 0.05
 
 
 def test_intrinsics_wall_and_missing_ground_hold_last_scale():
     rng = np.random.default_rng(3)
-    estimator = create_estimator({"mode": "intrinsics", "camera_height": 1.2, "camera_pitch": 10.0})
+    estimator = create_estimator(
+        scale_config({"mode": "intrinsics", "camera_height": 1.2, "camera_pitch": 10.0})
+    )
     good = estimator.update(_ground_input(rng, 0.0))
     wall = ground_scene(wall=1.5)  # a wall 1.5 m ahead fills the whole image
     wall.depth[:] = 1.5 + 0.2 * np.linspace(0, 1, wall.depth.shape[1])[None, :]  # slightly turned
@@ -175,7 +180,9 @@ def test_intrinsics_wall_and_missing_ground_hold_last_scale():
 
 def test_intrinsics_metric_model_ground_check():
     frame = ground_scene(height=1.2)
-    estimator = create_estimator({"mode": "intrinsics", "camera_height": 1.2, "camera_pitch": 10.0})
+    estimator = create_estimator(
+        scale_config({"mode": "intrinsics", "camera_height": 1.2, "camera_pitch": 10.0})
+    )
     short = frame.depth * np.float32(0.8)  # a metric model that is 20 % short on this camera
     state = estimator.update(ScaleInput(short, frame.rgb, frame.intrinsics, 0.0, "metric", short))
     assert state.status == METRIC and state.shift == 0.0

@@ -25,6 +25,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import numpy as np
 
+    from ..config import scale_config
     from ..scale.evaluate import GroundFrame, ground_scene, run_sequence
     from ..scale.factory import create_estimator
 
@@ -39,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
         frames = _frames(sequence, args.frames, ground_scene, GroundFrame)
         for mode in modes:
             config = {"mode": mode, "camera_height": 1.2, "camera_pitch": 10.0}
-            result = run_sequence(create_estimator(config), frames, rng, args.noise, outliers=args.outliers)
+            result = run_sequence(
+                create_estimator(scale_config(config)), frames, rng, args.noise, outliers=args.outliers
+            )
             rows.append((sequence, mode, result.summary()))
     print(f"{'sequence':12} {'mode':11} {'frames':>6} {'metric':>6} {'scale err':>9} {'final':>7} "
           f"{'AbsRel':>7} {'delta1':>7} {'jitter':>7}")  # fmt: skip

@@ -11,12 +11,11 @@ import importlib.util
 import logging
 from pathlib import Path
 
+from ..config import BACKENDS
 from ..errors import BackendUnavailableError, MdeRosError
 from .base import Backend
 
 log = logging.getLogger(__name__)
-
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
 
 
 def cuda_device_count() -> int:

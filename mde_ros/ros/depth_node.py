@@ -4,6 +4,9 @@ depth/colorized and /diagnostics. A thin adapter around `mde_ros.pipeline.DepthP
 Threading: the image callback only stores the newest message (an older one still waiting is
 dropped and counted); ONE worker thread runs the pipeline on the newest frame and publishes. So
 latency stays bounded (one frame of queueing at most) when the model is slower than the camera.
+Settings: parameters become one immutable `mde_ros.config.NodeConfig`; a parameter change is
+validated in the on-set callback and applied by swapping that object under a lock, and the
+worker takes it once per frame, so a frame never mixes old and new values.
 
 Run: `depth_node --ros-args --params-file config/depth.yaml -p model:=model.onnx`
 """
@@ -23,18 +26,19 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
+from ..config import NodeConfig, ScaleConfig, with_values
 from ..errors import InvalidInputError, MdeRosError
 from ..geometry.intrinsics import CameraIntrinsics
-from ..pipeline import DepthPipeline, Frame
+from ..pipeline import DepthPipeline, Frame, lap_ms
 from ..processing import colorize
 from ..scale.base import ScaleEstimator
 from ..scale.factory import create_estimator
 from . import diagnostics as diag
 from .image_conversion import ImageInputError, ImageWriter, rgb_from_msg
-from .parameters import PARAMETERS, declare_all, scale_config, validate
+from .parameters import PARAMETERS, declare_all, node_config, validate
 from .pointcloud import CloudPacker
-from .qos import input_qos, output_qos
-from .scale_topics import attach_scale_inputs
+from .qos import endpoint_qos
+from .scale_topics import attach_scale_inputs, stamp_seconds
 
 NODE_NAME = "depth_node"
 LOG_PERIOD_S = 5.0  # throttle for repeated warnings, per reason
@@ -62,40 +66,38 @@ class Throttle:
             self.logger.warning(message)
 
 
-def create_scale_estimator(config: dict[str, Any]) -> ScaleEstimator:
+def create_scale_estimator(config: ScaleConfig) -> ScaleEstimator:
     try:
         return create_estimator(config)
     except ValueError as exc:  # the factory names the bad parameter
         raise StartupError(f"invalid scale parameters: {exc}") from exc
 
 
-def build_pipeline(params: dict[str, Any], scale: ScaleEstimator) -> DepthPipeline:
+def build_pipeline(settings: NodeConfig, scale: ScaleEstimator) -> DepthPipeline:
     from ..inference.factory import create_backend
     from ..models.resolve import resolve_onnx
 
-    engine_dir = params["engine_dir"] or None
-    onnx_path = resolve_onnx(params["model"], engine_dir)
+    m = settings.model
+    engine_dir = m.engine_dir or None
+    onnx_path = resolve_onnx(m.model, engine_dir)
     backend = create_backend(
-        params["backend"],
-        onnx_path,
-        threads=params["threads"],
-        engine_dir=engine_dir,
-        input_size=params["input_size"] or None,
+        m.backend, onnx_path, threads=m.threads, engine_dir=engine_dir, input_size=m.input_size or None
     )
-    return DepthPipeline(backend, params["input_size"] or None, scale=scale, depth_max=params["depth.max"])
+    return DepthPipeline(backend, m.input_size or None, scale=scale, depth_max=settings.depth.max)
 
 
 class DepthNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        self.params = declare_all(self)
-        problems = validate(self.params)
+        params = declare_all(self)
+        problems = validate(params)
         if problems:
             raise StartupError("invalid parameters: " + "; ".join(problems))
-        config = scale_config(self.params)
-        self.scale_mode = config["mode"]
-        self.estimator = create_scale_estimator(config)
-        self.pipeline = build_pipeline(self.params, self.estimator)
+        self._settings_lock = threading.Lock()
+        self._settings = node_config(params)
+        self.scale_mode = self._settings.scale.mode
+        self.estimator = create_scale_estimator(self._settings.scale)
+        self.pipeline = build_pipeline(self._settings, self.estimator)
         self.stats = diag.NodeStats()
         self.throttle = Throttle(self.get_logger())
         self._pending: tuple[Image, float] | None = None
@@ -107,7 +109,7 @@ class DepthNode(Node):
         self._depth_writer, self._color_writer = ImageWriter("32FC1"), ImageWriter("bgr8")
         self._cloud_packer = CloudPacker()
 
-        qos_in, qos_out = input_qos(self.params), output_qos(self.params)
+        qos_in, qos_out = endpoint_qos(self._settings.qos.input), endpoint_qos(self._settings.qos.output)
         self.pub_depth = self.create_publisher(Image, "depth/image", qos_out)
         self.pub_info = self.create_publisher(CameraInfo, "depth/camera_info", qos_out)
         self.pub_points = self.create_publisher(PointCloud2, "depth/points", qos_out)
@@ -115,7 +117,7 @@ class DepthNode(Node):
         from diagnostic_msgs.msg import DiagnosticArray
 
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        attach_scale_inputs(self, self.estimator, config, qos_in)
+        attach_scale_inputs(self, self.estimator, self._settings.scale, qos_in)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_in)
@@ -142,15 +144,26 @@ class DepthNode(Node):
             self._condition.notify()
         self.stats.on_received(replaced)
 
+    @property
+    def settings(self) -> NodeConfig:
+        """The current settings: one immutable object (take it once, use it for a whole frame)."""
+        with self._settings_lock:
+            return self._settings
+
     def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
-        problems = validate({p.name: p.value for p in parameters})
+        changes = {p.name: p.value for p in parameters}
+        problems = validate(changes)
+        if not problems:
+            try:  # the typed settings must accept the values too (nothing is applied here)
+                with_values(self.settings, _dynamic(changes))
+            except (TypeError, ValueError) as exc:
+                problems = [str(exc)]
         return SetParametersResult(successful=not problems, reason="; ".join(problems))
 
     def _after_set_parameters(self, parameters: list[Any]) -> None:
-        for param in parameters:
-            if param.name in DYNAMIC:
-                self.params[param.name] = param.value
-        self.pipeline.depth_max = self.params["depth.max"]
+        changes = _dynamic({p.name: p.value for p in parameters})
+        with self._settings_lock:  # one swap: the worker sees all of this change or none of it
+            self._settings = with_values(self._settings, changes)
 
     # --- worker thread ------------------------------------------------------------------------
 
@@ -174,6 +187,7 @@ class DepthNode(Node):
                 self.throttle.warn("processing_error", f"frame skipped, processing failed: {exc!r}")
 
     def _process(self, msg: Image, received_at: float) -> None:
+        s = self.settings  # once per frame
         rgb = rgb_from_msg(msg)
         info = self._camera_info
         if info is None:
@@ -185,21 +199,19 @@ class DepthNode(Node):
             )
             return
         intrinsics = self._intrinsics(info, msg.width, msg.height)
-        want = self._wanted_outputs()
+        want = self._wanted_outputs(s)
         if not any(want.values()) and self.scale_mode in PASSIVE_SCALE_MODES:
             self.stats.on_skipped()
             return
-        p = self.params
-        stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
-        result = self.pipeline.process(
-            Frame(rgb, intrinsics, stamp), want["points"], p["points.stride"], p["points.max_range"]
-        )
-        if not result.metric and not p["relative.publish"]:
+        self.pipeline.depth_max = s.depth.max
+        frame = Frame(rgb, intrinsics, stamp_seconds(msg.header.stamp))
+        result = self.pipeline.process(frame, want["points"], s.points.stride, s.points.max_range)
+        if not result.metric and not s.relative.publish:
             self.throttle.warn(
                 "relative", "no metric scale yet and relative.publish is false: nothing published"
             )
             return
-        self._publish(msg, info, rgb, result, want, received_at)
+        self._publish(msg, info, rgb, result, want, received_at, s)
 
     def _intrinsics(self, info: CameraInfo, width: int, height: int) -> CameraIntrinsics:
         cached = self._intrinsics_cache
@@ -216,17 +228,23 @@ class DepthNode(Node):
             )
         return cached[1]
 
-    def _wanted_outputs(self) -> dict[str, bool]:
-        p = self.params
+    def _wanted_outputs(self, s: NodeConfig) -> dict[str, bool]:
         return {
             "depth": self.pub_depth.get_subscription_count() > 0,
             "info": self.pub_info.get_subscription_count() > 0,
-            "points": p["points.enabled"] and self.pub_points.get_subscription_count() > 0,
-            "color": p["colorized.enabled"] and self.pub_color.get_subscription_count() > 0,
+            "points": s.points.enabled and self.pub_points.get_subscription_count() > 0,
+            "color": s.colorized.enabled and self.pub_color.get_subscription_count() > 0,
         }
 
     def _publish(
-        self, msg: Image, info: CameraInfo, rgb: Any, result: Any, want: dict, received_at: float
+        self,
+        msg: Image,
+        info: CameraInfo,
+        rgb: Any,
+        result: Any,
+        want: dict,
+        received_at: float,
+        s: NodeConfig,
     ) -> None:
         timings = result.timings_ms
         mark = time.perf_counter()
@@ -235,18 +253,18 @@ class DepthNode(Node):
         if want["info"]:
             info.header = msg.header
             self.pub_info.publish(info)
-        timings["publish depth"] = _lap(mark)
+        timings["publish depth"] = lap_ms(mark)
         if want["color"]:
             mark = time.perf_counter()
-            colored = colorize(result.depth, self.params["depth.max"] or None)
+            colored = colorize(result.depth, s.depth.max or None)
             self.pub_color.publish(self._color_writer.write(colored, msg.header))
-            timings["publish colorized"] = _lap(mark)
+            timings["publish colorized"] = lap_ms(mark)
         if want["points"] and result.points is not None:
             mark = time.perf_counter()
-            stride = self.params["points.stride"]
+            stride = s.points.stride
             cloud = self._cloud_packer.pack(result.points, rgb[::stride, ::stride], msg.header)
             self.pub_points.publish(cloud)
-            timings["publish points"] = _lap(mark)
+            timings["publish points"] = lap_ms(mark)
         self.stats.on_published((time.monotonic() - received_at) * 1000.0, timings)
 
     # --- diagnostics --------------------------------------------------------------------------
@@ -284,8 +302,9 @@ class DepthNode(Node):
         self.pipeline.close()
 
 
-def _lap(start: float) -> float:
-    return (time.perf_counter() - start) * 1000.0
+def _dynamic(values: dict[str, Any]) -> dict[str, Any]:
+    """The changes the node applies live (read-only parameters never change after start-up)."""
+    return {name: value for name, value in values.items() if name in DYNAMIC}
 
 
 def main(args: list[str] | None = None) -> int:

@@ -1,10 +1,11 @@
-"""The depth node's parameters: ONE table of declarations (add a row to add a parameter).
+"""The depth node's parameters: mde_ros.config's settings as ROS parameter declarations.
 
-Each row gives the default (which fixes the type), a description, an optional range (enforced by
+Names, defaults (which fix the types) and choice lists come from mde_ros.config (add a field there
+to add a parameter, and its words here in DOCS). Each row adds a description, an optional range (enforced by
 rclpy through the ParameterDescriptor) and an optional extra check run both at start-up and in
 the on-set-parameters callback, so a bad value is rejected with a reason a person can act on.
 `read_only` marks parameters that need a restart (model, backend, sizes, QoS).
-config/depth.yaml holds the same defaults; a test keeps the two in sync.
+config/depth.yaml holds the same defaults; a test keeps it in sync with mde_ros.config.
 """
 
 from __future__ import annotations
@@ -14,12 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-Check = Callable[[Any], str | None]  # value -> rejection reason, or None when fine
+from .. import config
 
-BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
-RELIABILITY = ("best_effort", "reliable", "system_default")
-SCALE_MODES = ("none", "fixed", "intrinsics", "trajectory", "sparse")
-POSE_TYPES = ("odom", "pose")
+Check = Callable[[Any], str | None]  # value -> rejection reason, or None when fine
 
 
 def vector(length: int, unit_norm: bool = False) -> Check:
@@ -61,184 +59,119 @@ class ParamDef:
         return self.check(value) if self.check else None
 
 
+@dataclass(frozen=True)
+class Doc:
+    """What a person reads and rclpy enforces for one setting of mde_ros.config."""
+
+    description: str
+    read_only: bool = False
+    int_range: tuple[int, int] | None = None
+    float_range: tuple[float, float] | None = None
+    check: Check | None = None
+
+
 _R = True  # read_only: needs a restart
-PARAMETERS: tuple[ParamDef, ...] = (
-    ParamDef(
-        "model",
-        "default",
+# Names, defaults, types and choices come from mde_ros.config; this adds the words and the ranges.
+DOCS: dict[str, Doc] = {
+    "model": Doc(
         "Model: `default` (embedded, offline), a registry name, or a path to .onnx / .pth / HF folder.",
         _R,
         check=not_empty,
     ),
-    ParamDef(
-        "backend", "auto", "Inference backend: auto | onnxruntime | tensorrt | torch.", _R, choices=BACKENDS
-    ),
-    ParamDef(
-        "engine_dir",
-        "",
-        "Where exported ONNX files and TensorRT engines are cached ('' = default cache).",
-        _R,
-    ),
-    ParamDef("threads", 0, "CPU threads for inference (0 = runtime default).", _R, int_range=(0, 256)),
-    ParamDef(
-        "input_size",
-        0,
-        "Short side of the network input in pixels, rounded to the model's "
-        "multiple (0 = the model's default).",
+    "backend": Doc("Inference backend.", _R),
+    "engine_dir": Doc("Where exported ONNX files and TensorRT engines are cached ('' = default cache).", _R),
+    "threads": Doc("CPU threads for inference (0 = runtime default).", _R, int_range=(0, 256)),
+    "input_size": Doc(
+        "Short side of the network input in pixels, rounded to the model's multiple "
+        "(0 = the model's default).",
         _R,
         int_range=(0, 4096),
     ),
-    ParamDef("points.enabled", True, "Publish depth/points."),
-    ParamDef(
-        "points.stride",
-        1,
-        "Keep every N-th row and column of the cloud (1 = full, organized).",
-        int_range=(1, 64),
+    "points.enabled": Doc("Publish depth/points."),
+    "points.stride": Doc(
+        "Keep every N-th row and column of the cloud (1 = full, organized).", int_range=(1, 64)
     ),
-    ParamDef(
-        "points.max_range",
-        0.0,
-        "Drop (NaN) points farther than this, metres (0 = no limit).",
-        float_range=(0.0, 1000.0),
+    "points.max_range": Doc(
+        "Drop (NaN) points farther than this, metres (0 = no limit).", float_range=(0.0, 1000.0)
     ),
-    ParamDef("colorized.enabled", True, "Publish depth/colorized (bgr8, for people)."),
-    ParamDef(
-        "depth.max",
-        0.0,
-        "Depth above this is invalid (NaN) in every output, metres (0 = no limit).",
-        float_range=(0.0, 1000.0),
+    "colorized.enabled": Doc("Publish depth/colorized (bgr8, for people)."),
+    "depth.max": Doc(
+        "Depth above this is invalid (NaN) in every output, metres (0 = no limit).", float_range=(0.0, 1000.0)
     ),
-    ParamDef(
-        "relative.publish",
-        True,
-        "Publish unit-less depth (median 1) while no metric scale "
-        "exists; false = publish nothing until metric.",
+    "relative.publish": Doc(
+        "Publish unit-less depth (median 1) while no metric scale exists; "
+        "false = publish nothing until metric."
     ),
-    ParamDef(
-        "qos.input.reliability",
-        "best_effort",
-        "image/camera_info reliability: best_effort | reliable | system_default.",
-        _R,
-        choices=RELIABILITY,
-    ),
-    ParamDef("qos.input.depth", 1, "image/camera_info history depth.", _R, int_range=(1, 100)),
-    ParamDef(
-        "qos.output.reliability",
-        "reliable",
-        "Output reliability (rviz needs reliable).",
-        _R,
-        choices=RELIABILITY,
-    ),
-    ParamDef("qos.output.depth", 1, "Output history depth.", _R, int_range=(1, 100)),
+    "qos.input.reliability": Doc("image/camera_info reliability.", _R),
+    "qos.input.depth": Doc("image/camera_info history depth.", _R, int_range=(1, 100)),
+    "qos.output.reliability": Doc("Output reliability (rviz needs reliable).", _R),
+    "qos.output.depth": Doc("Output history depth.", _R, int_range=(1, 100)),
     # Metric scale (semantics: mde_ros.scale, see the scale section of the README).
-    ParamDef(
-        "scale.mode",
-        "none",
-        "Metric scale source: none | fixed | intrinsics | trajectory | sparse.",
-        _R,
-        choices=SCALE_MODES,
+    "scale.mode": Doc("Metric scale source.", _R),
+    "scale.fixed_scale": Doc("fixed mode: s in 1/depth = s*d + t.", _R, float_range=(1e-9, 1e9)),
+    "scale.fixed_shift": Doc("fixed mode: t in 1/depth = s*d + t.", _R, float_range=(-1e9, 1e9)),
+    "scale.camera_height": Doc(
+        "intrinsics mode: camera height above the ground, metres (0 = unknown).", _R, float_range=(0.0, 100.0)
     ),
-    ParamDef("scale.fixed_scale", 1.0, "fixed mode: s in 1/depth = s*d + t.", _R, float_range=(1e-9, 1e9)),
-    ParamDef("scale.fixed_shift", 0.0, "fixed mode: t in 1/depth = s*d + t.", _R, float_range=(-1e9, 1e9)),
-    ParamDef(
-        "scale.camera_height",
-        0.0,
-        "intrinsics mode: camera height above the ground, metres (0 = unknown).",
-        _R,
-        float_range=(0.0, 100.0),
+    "scale.camera_pitch": Doc(
+        "intrinsics mode: prior camera pitch, degrees (down positive).", _R, float_range=(-90.0, 90.0)
     ),
-    ParamDef(
-        "scale.camera_pitch",
-        0.0,
-        "intrinsics mode: prior camera pitch, degrees (down positive).",
-        _R,
-        float_range=(-90.0, 90.0),
+    "scale.ground_region": Doc(
+        "intrinsics mode: bottom fraction of the image searched for the ground.", _R, float_range=(0.05, 1.0)
     ),
-    ParamDef(
-        "scale.ground_region",
-        0.4,
-        "intrinsics mode: bottom fraction of the image searched for the ground.",
-        _R,
-        float_range=(0.05, 1.0),
+    "scale.min_inlier_ratio": Doc(
+        "intrinsics mode: minimum ground-plane inlier ratio.", _R, float_range=(0.0, 1.0)
     ),
-    ParamDef(
-        "scale.min_inlier_ratio",
-        0.3,
-        "intrinsics mode: minimum ground-plane inlier ratio.",
-        _R,
-        float_range=(0.0, 1.0),
+    "scale.pose_type": Doc(
+        "trajectory mode: odom = nav_msgs/Odometry on `odom`, pose = geometry_msgs/PoseStamped on `pose`.", _R
     ),
-    ParamDef(
-        "scale.pose_type",
-        "odom",
-        "trajectory mode: odom (nav_msgs/Odometry) | pose (geometry_msgs/PoseStamped).",
-        _R,
-        choices=POSE_TYPES,
+    "scale.max_pose_gap": Doc(
+        "trajectory mode: max time between a frame and its pose, s.", _R, float_range=(0.0, 10.0)
     ),
-    ParamDef(
-        "scale.max_pose_gap",
-        0.1,
-        "trajectory mode: max time between a frame and its pose, s.",
-        _R,
-        float_range=(0.0, 10.0),
+    "scale.min_baseline": Doc(
+        "trajectory mode: minimum camera motion between frames, m.", _R, float_range=(0.0, 100.0)
     ),
-    ParamDef(
-        "scale.min_baseline",
-        0.05,
-        "trajectory mode: minimum camera motion between frames, m.",
-        _R,
-        float_range=(0.0, 100.0),
+    "scale.min_matches": Doc("trajectory mode: minimum feature matches.", _R, int_range=(1, 100000)),
+    "scale.extrinsic.translation": Doc(
+        "Pose frame -> camera optical frame translation [x, y, z], m.", _R, check=vector(3)
     ),
-    ParamDef("scale.min_matches", 30, "trajectory mode: minimum feature matches.", _R, int_range=(1, 100000)),
-    ParamDef(
-        "scale.extrinsic.translation",
-        [0.0, 0.0, 0.0],
-        "Pose frame -> camera optical frame translation [x, y, z], m.",
-        _R,
-        check=vector(3),
-    ),
-    ParamDef(
-        "scale.extrinsic.rotation",
-        [0.0, 0.0, 0.0, 1.0],
+    "scale.extrinsic.rotation": Doc(
         "Pose frame -> camera optical frame rotation quaternion [x, y, z, w].",
         _R,
         check=vector(4, unit_norm=True),
     ),
-    ParamDef(
-        "scale.sparse.translation",
-        [0.0, 0.0, 0.0],
-        "sparse mode: points frame -> camera optical frame translation [x, y, z], m.",
-        _R,
-        check=vector(3),
+    "scale.sparse.translation": Doc(
+        "sparse mode: points frame -> camera optical frame translation [x, y, z], m.", _R, check=vector(3)
     ),
-    ParamDef(
-        "scale.sparse.rotation",
-        [0.0, 0.0, 0.0, 1.0],
+    "scale.sparse.rotation": Doc(
         "sparse mode: points frame -> camera optical frame rotation [x, y, z, w].",
         _R,
         check=vector(4, unit_norm=True),
     ),
-    ParamDef(
-        "scale.sparse.min_points", 20, "sparse mode: minimum points in the image.", _R, int_range=(1, 1000000)
-    ),
-    ParamDef(
-        "scale.sparse.max_age",
-        0.5,
+    "scale.sparse.min_points": Doc("sparse mode: minimum points in the image.", _R, int_range=(1, 1000000)),
+    "scale.sparse.max_age": Doc(
         "sparse mode: ignore sparse points older than this relative to the frame, s.",
         _R,
         float_range=(0.0, 60.0),
     ),
-    ParamDef(
-        "scale.filter.time_constant", 2.0, "Scale smoothing time constant, s.", _R, float_range=(0.0, 3600.0)
+    "scale.filter.time_constant": Doc("Scale smoothing time constant, s.", _R, float_range=(0.0, 3600.0)),
+    "scale.filter.max_jump": Doc(
+        "Largest accepted relative scale change per update.", _R, float_range=(0.0, 100.0)
     ),
-    ParamDef(
-        "scale.filter.max_jump",
-        0.3,
-        "Largest accepted relative scale change per update.",
-        _R,
-        float_range=(0.0, 100.0),
-    ),
-)
+}
+
+
+def _row(setting: config.Setting) -> ParamDef:
+    doc = DOCS[setting.name]  # KeyError here: a config field without its words in DOCS
+    default = list(setting.default) if isinstance(setting.default, tuple) else setting.default
+    description = doc.description
+    if setting.choices:
+        description += " One of: " + " | ".join(setting.choices) + "."
+    fields = {k: v for k, v in vars(doc).items() if k != "description"}
+    return ParamDef(setting.name, default, description, choices=setting.choices, **fields)
+
+
+PARAMETERS: tuple[ParamDef, ...] = tuple(_row(s) for s in config.settings())
 BY_NAME = {p.name: p for p in PARAMETERS}
 
 
@@ -277,9 +210,9 @@ def validate(values: dict[str, Any]) -> list[str]:
     return problems
 
 
-def scale_config(values: dict[str, Any]) -> dict[str, Any]:
-    """The scale.* parameters with the prefix stripped (what mde_ros.scale.factory expects)."""
-    return {name[len("scale.") :]: value for name, value in values.items() if name.startswith("scale.")}
+def node_config(values: dict[str, Any]) -> config.NodeConfig:
+    """The typed, immutable settings for parameter values (name -> value, as declare_all returns)."""
+    return config.from_flat(config.NodeConfig, values)
 
 
 def _plain(value: Any) -> Any:

@@ -1,4 +1,4 @@
-"""QoS profiles from the `qos.*` parameters.
+"""QoS profiles from the `qos.*` parameters (mde_ros.config.QosConfig).
 
 Inputs default to the sensor-data profile (best effort, keep last): a best-effort subscription
 matches both best-effort and reliable camera drivers, and the node only wants the newest frame.
@@ -10,11 +10,7 @@ from __future__ import annotations
 
 from rclpy.qos import DurabilityPolicy, HistoryPolicy, QoSProfile, ReliabilityPolicy
 
-RELIABILITIES = {
-    "best_effort": ReliabilityPolicy.BEST_EFFORT,
-    "reliable": ReliabilityPolicy.RELIABLE,
-    "system_default": ReliabilityPolicy.SYSTEM_DEFAULT,
-}
+from ..config import RELIABILITIES, QosEndpointConfig
 
 
 def qos_profile(reliability: str, depth: int) -> QoSProfile:
@@ -26,14 +22,10 @@ def qos_profile(reliability: str, depth: int) -> QoSProfile:
     return QoSProfile(
         history=HistoryPolicy.KEEP_LAST,
         depth=int(depth),
-        reliability=RELIABILITIES[reliability],
+        reliability=ReliabilityPolicy[reliability.upper()],
         durability=DurabilityPolicy.VOLATILE,
     )
 
 
-def input_qos(params: dict) -> QoSProfile:
-    return qos_profile(params["qos.input.reliability"], params["qos.input.depth"])
-
-
-def output_qos(params: dict) -> QoSProfile:
-    return qos_profile(params["qos.output.reliability"], params["qos.output.depth"])
+def endpoint_qos(endpoint: QosEndpointConfig) -> QoSProfile:
+    return qos_profile(endpoint.reliability, endpoint.depth)

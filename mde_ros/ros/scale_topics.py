@@ -10,10 +10,11 @@ from typing import Any
 
 import numpy as np
 
-from ..scale.factory import DEFAULTS, flatten
+from ..config import ScaleConfig
 
 
 def stamp_seconds(stamp: Any) -> float:
+    """builtin_interfaces/Time -> seconds (the one conversion the node uses)."""
     return float(stamp.sec) + float(stamp.nanosec) * 1e-9
 
 
@@ -23,12 +24,11 @@ def pose_arrays(pose: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.array([p.x, p.y, p.z], np.float64), np.array([q.x, q.y, q.z, q.w], np.float64)
 
 
-def attach_scale_inputs(node: Any, estimator: Any, config: dict[str, Any], qos: Any) -> list[Any]:
+def attach_scale_inputs(node: Any, estimator: Any, config: ScaleConfig, qos: Any) -> list[Any]:
     """Create the subscriptions the estimator's mode needs (relative topic names); returns them."""
-    c = {**DEFAULTS, **flatten(config)}
     subscriptions = []
     if hasattr(estimator, "add_pose"):
-        if c["pose_type"] == "pose":
+        if config.pose_type == "pose":
             from geometry_msgs.msg import PoseStamped
 
             def on_pose(msg: PoseStamped) -> None:

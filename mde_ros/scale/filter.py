@@ -23,7 +23,7 @@ NOMINAL_FRAME_PERIOD = 1.0 / 30.0  # used when stamps do not advance (files, tes
 
 
 class ScaleFilter:
-    def __init__(self, time_constant: float = 2.0, max_jump: float = 0.3, relock_count: int = 5) -> None:
+    def __init__(self, time_constant: float, max_jump: float, relock_count: int = 5) -> None:
         if time_constant < 0 or max_jump < 0:
             raise ValueError("filter.time_constant and filter.max_jump must not be negative")
         self.time_constant = time_constant
@@ -143,7 +143,7 @@ class FilteredEstimator(ScaleEstimator):
     takes it only to snapshot what they filled.
     """
 
-    def __init__(self, time_constant: float = 2.0, max_jump: float = 0.3) -> None:
+    def __init__(self, time_constant: float, max_jump: float) -> None:
         super().__init__()
         self.filter = ScaleFilter(time_constant, max_jump)
         self.lock = threading.Lock()

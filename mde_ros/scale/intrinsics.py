@@ -37,11 +37,11 @@ class IntrinsicsScale(FilteredEstimator):
     def __init__(
         self,
         camera_height: float,
-        camera_pitch_deg: float = 0.0,
-        ground_region: float = 0.4,
-        min_inlier_ratio: float = 0.3,
-        time_constant: float = 2.0,
-        max_jump: float = 0.3,
+        camera_pitch_deg: float,
+        ground_region: float,
+        min_inlier_ratio: float,
+        time_constant: float,
+        max_jump: float,
         threshold: float = 0.05,
     ) -> None:
         super().__init__(time_constant, max_jump)

@@ -56,11 +56,11 @@ class SparseScale(FilteredEstimator):
     def __init__(
         self,
         cam_in_sparse: np.ndarray,
-        min_points: int = 20,
-        min_inlier_ratio: float = 0.3,
-        max_age: float = 0.5,
-        time_constant: float = 2.0,
-        max_jump: float = 0.3,
+        min_points: int,
+        min_inlier_ratio: float,
+        max_age: float,
+        time_constant: float,
+        max_jump: float,
     ) -> None:
         super().__init__(time_constant, max_jump)
         self.sparse_to_cam = invert(cam_in_sparse)

@@ -32,7 +32,7 @@ MIN_PARALLAX_DEG = 0.3  # rays closer than this to parallel give no usable depth
 class PoseBuffer:
     """Time-ordered poses with validation and interpolation (not thread-safe: the owner locks)."""
 
-    def __init__(self, max_gap: float = 0.1, capacity: int = 4000) -> None:
+    def __init__(self, max_gap: float, capacity: int = 4000) -> None:
         self.max_gap = max_gap
         self.capacity = capacity
         self.stamps: list[float] = []
@@ -98,12 +98,12 @@ class TrajectoryScale(FilteredEstimator):
     def __init__(
         self,
         cam_in_pose: np.ndarray,
-        max_pose_gap: float = 0.1,
-        min_baseline: float = 0.05,
-        min_matches: int = 30,
-        min_inlier_ratio: float = 0.3,
-        time_constant: float = 2.0,
-        max_jump: float = 0.3,
+        max_pose_gap: float,
+        min_baseline: float,
+        min_matches: int,
+        min_inlier_ratio: float,
+        time_constant: float,
+        max_jump: float,
         max_reprojection_px: float = 2.0,
         features: int = 1000,
     ) -> None:
