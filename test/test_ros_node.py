@@ -319,6 +319,39 @@ def test_overload_drops_frames_and_bounds_latency(tiny_onnx, tmp_path):
 
 
 @pytest.mark.ros
+def test_internal_error_is_logged_once_with_traceback_counted_and_node_stays_up(tmp_path):
+    """A real ONNX whose output ([B, 2, H, W]) the postprocess cannot read: a bug, not bad input."""
+    from mde_ros.models.testing import export_oracle_disparity_onnx
+
+    broken = export_oracle_disparity_onnx(tmp_path / "two_channel_output.onnx", channels=2)
+    domain, namespace = random_domain_id(), unique_namespace()
+    node = NodeProcess(node_command(str(broken), namespace), domain, tmp_path / "node.log")
+    client = RosClient(domain, namespace, outputs=("depth/image",))
+    try:
+        assert client.wait_connected(60), node.output()
+
+        def counted(at_least: int) -> bool:
+            for _ in range(3):
+                send(client)
+            diag = client.fresh_diagnostics(NODE) or {"pipeline": {}}
+            return int(diag["pipeline"].get("internal_error:ValueError", "0")) >= at_least
+
+        assert wait_until(lambda: counted(3), 30.0), (client.fresh_diagnostics(NODE), node.output())
+        diag = client.fresh_diagnostics(NODE)["pipeline"]
+        assert diag["level"] == "2" and "internal_error:ValueError" in diag["message"], diag
+        assert "bad input: processing_error" not in diag, diag
+        log = node.output()
+        assert log.count("Traceback (most recent call last)") == 1, log  # once per type, in full
+        assert "[ERROR]" in log and "internal error" in log and "resize_prediction" in log, log
+        assert client.messages("depth/image") == []
+        assert node.proc.poll() is None  # still serving
+    finally:
+        client.close()
+        rc = node.stop(signal.SIGINT)
+    assert rc == 0, node.output()
+
+
+@pytest.mark.ros
 def test_startup_errors_exit_2_with_the_remedy(tiny_onnx, tmp_path):
     corrupt = tmp_path / "corrupt.onnx"
     corrupt.write_bytes(b"this is not an onnx file")

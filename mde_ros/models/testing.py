@@ -71,12 +71,14 @@ def oracle_disparity_spec() -> ModelSpec:
     )
 
 
-def export_oracle_disparity_onnx(path: str | Path) -> Path:
+def export_oracle_disparity_onnx(path: str | Path, channels: int = 1) -> Path:
     """ONNX graph with `predicted_depth` = the input's red channel in 0..255 (known disparity).
 
     It de-normalises channel 0 of `pixel_values` ((x * std + mean) * 255), so a test puts the
     disparity it wants into the image's red channel and knows exactly what the "network" says.
     Built with onnx.helper (no torch); dynamic batch, height and width; checked with onnx.checker.
+    `channels=2`: a valid ONNX file whose output is [B, 2, H, W] (red and green), which no
+    postprocess reads: the test instrument for the node's internal-error path.
     """
     import numpy as np
     import onnx
@@ -90,22 +92,26 @@ def export_oracle_disparity_onnx(path: str | Path) -> Path:
     path.parent.mkdir(parents=True, exist_ok=True)
     constants = {
         "starts": np.array([0], np.int64),
-        "ends": np.array([1], np.int64),
+        "ends": np.array([channels], np.int64),
         "axes": np.array([1], np.int64),
         "gain": np.array(spec.std[0] * 255.0, np.float32),
         "bias": np.array(spec.mean[0] * 255.0, np.float32),
     }
     nodes = [
-        helper.make_node("Slice", [INPUT_PIXELS, "starts", "ends", "axes"], ["red"]),  # [B,1,H,W]
+        helper.make_node("Slice", [INPUT_PIXELS, "starts", "ends", "axes"], ["red"]),  # [B,C,H,W]
         helper.make_node("Squeeze", ["red", "axes"], ["red_2d"]),  # [B,H,W]
         helper.make_node("Mul", ["red_2d", "gain"], ["scaled"]),
         helper.make_node("Add", ["scaled", "bias"], [OUTPUT_DEPTH]),
     ]
+    output_shape = ["batch", "height", "width"]
+    if channels != 1:
+        nodes[1] = helper.make_node("Identity", ["red"], ["red_2d"])
+        output_shape = ["batch", channels, "height", "width"]
     graph = helper.make_graph(
         nodes,
         "oracle_red_channel",
         [helper.make_tensor_value_info(INPUT_PIXELS, TensorProto.FLOAT, ["batch", 3, "height", "width"])],
-        [helper.make_tensor_value_info(OUTPUT_DEPTH, TensorProto.FLOAT, ["batch", "height", "width"])],
+        [helper.make_tensor_value_info(OUTPUT_DEPTH, TensorProto.FLOAT, output_shape)],
         [numpy_helper.from_array(value, name) for name, value in constants.items()],
     )
     model = helper.make_model(

@@ -16,6 +16,7 @@ from __future__ import annotations
 import sys
 import threading
 import time
+import traceback
 from typing import Any
 
 import rclpy
@@ -182,9 +183,19 @@ class DepthNode(Node):
                 reason = getattr(exc, "reason", "invalid_input")
                 self.stats.on_bad_input(reason)
                 self.throttle.warn(reason, f"frame skipped ({reason}): {exc}")
-            except Exception as exc:  # never let one frame kill the worker
+            except MdeRosError as exc:  # a known failure with a message (e.g. the backend refused)
                 self.stats.on_bad_input("processing_error")
-                self.throttle.warn("processing_error", f"frame skipped, processing failed: {exc!r}")
+                self.throttle.warn("processing_error", f"frame skipped, processing failed: {exc}")
+            except Exception as exc:  # a bug: make it visible, count it, keep serving
+                self._on_internal_error(exc)
+
+    def _on_internal_error(self, exc: Exception) -> None:
+        key = diag.internal_error_key(exc)
+        if self.stats.on_internal_error(key) == 1:  # the first of its type: full traceback
+            self.get_logger().error(
+                f"frame skipped: internal error (a bug in mde_ros, please report it); later ones are "
+                f"counted as {key} in /diagnostics:\n" + "".join(traceback.format_exception(exc))
+            )
 
     def _process(self, msg: Image, received_at: float) -> None:
         s = self.settings  # once per frame

@@ -55,6 +55,12 @@ class Snapshot:
     skipped_no_subscribers: int
     bad_input: dict[str, int]
     timings_ms: dict[str, float] = field(default_factory=dict)
+    internal_errors: dict[str, int] = field(default_factory=dict)  # internal_error_key -> count
+
+
+def internal_error_key(exc: BaseException) -> str:
+    """Diagnostics key of a programming error, one per exception type."""
+    return f"internal_error:{type(exc).__name__}"
 
 
 class NodeStats:
@@ -70,6 +76,7 @@ class NodeStats:
         self.dropped = 0
         self.skipped_no_subscribers = 0
         self.bad_input: Counter[str] = Counter()
+        self.internal_errors: Counter[str] = Counter()
         self._timings: dict[str, float] = {}
 
     def on_received(self, replaced_pending: bool) -> None:
@@ -88,6 +95,12 @@ class NodeStats:
     def on_bad_input(self, reason: str) -> None:
         with self._lock:
             self.bad_input[reason] += 1
+
+    def on_internal_error(self, key: str) -> int:
+        """Count one; returns how many of this key so far (1 = the first: log it in full)."""
+        with self._lock:
+            self.internal_errors[key] += 1
+            return self.internal_errors[key]
 
     def on_skipped(self) -> None:
         with self._lock:
@@ -109,6 +122,7 @@ class NodeStats:
                 self.skipped_no_subscribers,
                 dict(self.bad_input),
                 dict(self._timings),
+                dict(self.internal_errors),
             )
 
 
@@ -121,7 +135,7 @@ def _kv(key: str, value: Any) -> Any:
 
 
 def pipeline_status(name: str, hardware_id: str, snap: Snapshot, info: dict[str, str], waiting: str) -> Any:
-    """Throughput, latency, drops, bad input; WARN while waiting for input or on bad input."""
+    """Throughput, latency, drops, bad input; WARN while waiting or on bad input, ERROR on a bug."""
     from diagnostic_msgs.msg import DiagnosticStatus
 
     bad_total = sum(snap.bad_input.values())
@@ -130,6 +144,8 @@ def pipeline_status(name: str, hardware_id: str, snap: Snapshot, info: dict[str,
         level, message = WARN, waiting
     elif bad_total:
         level, message = WARN, f"{bad_total} bad input(s): " + ", ".join(sorted(snap.bad_input))
+    if snap.internal_errors:
+        level, message = ERROR, "internal error(s), see the log: " + ", ".join(sorted(snap.internal_errors))
     values = [
         _kv("input rate (Hz)", snap.input_hz),
         _kv("output rate (Hz)", snap.output_hz),
@@ -142,6 +158,7 @@ def pipeline_status(name: str, hardware_id: str, snap: Snapshot, info: dict[str,
         _kv("bad input total", bad_total),
     ]
     values += [_kv(f"bad input: {reason}", count) for reason, count in sorted(snap.bad_input.items())]
+    values += [_kv(key, count) for key, count in sorted(snap.internal_errors.items())]
     values += [_kv(key, value) for key, value in info.items()]
     values += [_kv(f"time {stage} (ms)", ms) for stage, ms in snap.timings_ms.items()]
     return DiagnosticStatus(
