@@ -167,3 +167,15 @@ def test_intrinsics_validation_and_scaling():
         CameraIntrinsics(0.0, 500.0, 320, 240, 640, 480).validate()
     half = INTR.scaled(320, 240)
     assert half.fx == pytest.approx(INTR.fx / 2) and half.cx == pytest.approx((INTR.cx + 0.5) / 2 - 0.5)
+
+
+def test_intrinsics_from_camera_info_read_p_and_fall_back_to_k():
+    """image_geometry semantics: P describes the rectified image; K only when P is all zero."""
+    k = [430.0, 0, 320.0, 0, 431.0, 240.0, 0, 0, 1]
+    p = [296.0, 0, 310.0, 0, 0, 297.0, 235.0, 0, 0, 0, 1, 0]
+    from_p = CameraIntrinsics.from_camera_info(k, p, 640, 480)
+    assert (from_p.fx, from_p.fy, from_p.cx, from_p.cy) == (296.0, 297.0, 310.0, 235.0)
+    from_k = CameraIntrinsics.from_camera_info(k, [0.0] * 12, 640, 480)
+    assert (from_k.fx, from_k.fy, from_k.cx, from_k.cy) == (430.0, 431.0, 320.0, 240.0)
+    with pytest.raises(InvalidInputError, match="P must have 12"):
+        CameraIntrinsics.from_camera_info(k, [1.0] * 9, 640, 480)

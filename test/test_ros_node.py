@@ -56,13 +56,16 @@ def ros(tiny_onnx, tmp_path_factory):
 _stamp = [1000.0]
 
 
-def send(client: RosClient, rgb=None, info=True, image=None, **info_kw) -> float:
-    """Publish one frame (and its CameraInfo); returns its stamp in seconds."""
+def send(client: RosClient, rgb=None, info=True, image=None, p=None, **info_kw) -> float:
+    """Publish one frame (and its CameraInfo, with projection `p` when given); returns its stamp."""
     _stamp[0] += 0.5
     hdr = header(_stamp[0], FRAME)
     if info:
         kw = dict(width=W, height=H, fx=FX, fy=FY, cx=CX, cy=CY) | info_kw
-        client.info_pub.publish(camera_info(hdr=hdr, **kw))
+        info_msg = camera_info(hdr=hdr, **kw)
+        if p is not None:
+            info_msg.p = p
+        client.info_pub.publish(info_msg)
         time.sleep(0.05)  # camera_info and image are separate topics: keep their order
     if image is None:
         image = image_msg(make_image(H, W) if rgb is None else rgb, "rgb8", hdr)
@@ -121,6 +124,21 @@ def test_output_contract(ros):
     np.testing.assert_allclose(cloud["y"][finite], ((v - CY) * depth / FY)[finite], rtol=1e-5, atol=1e-6)
     assert np.isnan(cloud["x"][~finite]).all()
     np.testing.assert_array_equal(unpack_rgb(cloud["rgb"]), rgb)
+
+
+@pytest.mark.ros
+def test_cloud_uses_p_not_k(ros):
+    """A rectified image is described by P: with P != K (like image_proc's rectify test), the cloud
+    follows P; K is what the unrectified camera had."""
+    _, client = ros
+    pfx, pfy, pcx, pcy = 70.0, 72.0, 75.0, 62.0
+    stamp = send(client, p=[pfx, 0.0, pcx, 0.0, 0.0, pfy, pcy, 0.0, 0.0, 0.0, 1.0, 0.0])
+    depth = array_from_msg(client.wait_for("depth/image", stamped(stamp)))
+    cloud = cloud_array(client.wait_for("depth/points", stamped(stamp)))
+    finite = np.isfinite(depth)
+    v, u = np.mgrid[0:H, 0:W]
+    np.testing.assert_allclose(cloud["x"][finite], ((u - pcx) * depth / pfx)[finite], rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(cloud["y"][finite], ((v - pcy) * depth / pfy)[finite], rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.ros

@@ -1,4 +1,4 @@
-"""Pinhole intrinsics (the K of sensor_msgs/CameraInfo), validated and rescalable."""
+"""Pinhole intrinsics (from sensor_msgs/CameraInfo's P, or K), validated and rescalable."""
 
 from __future__ import annotations
 
@@ -26,6 +26,19 @@ class CameraIntrinsics:
         if k.size != 9:
             raise InvalidInputError(f"K must have 9 elements, got {k.size}")
         return cls(float(k[0]), float(k[4]), float(k[2]), float(k[5]), int(width), int(height))
+
+    @classmethod
+    def from_camera_info(
+        cls, k: np.ndarray | list[float], p: np.ndarray | list[float], width: int, height: int
+    ) -> CameraIntrinsics:
+        """From CameraInfo: P, the camera of the rectified image (image_geometry's fx() = P[0],
+        cx() = P[2], fy() = P[5], cy() = P[6]); K only when P is all zero (a driver that fills K)."""
+        p = np.asarray(p, dtype=np.float64).reshape(-1)
+        if p.size != 12:
+            raise InvalidInputError(f"P must have 12 elements, got {p.size}")
+        if not p.any():
+            return cls.from_k(k, width, height)
+        return cls(float(p[0]), float(p[5]), float(p[2]), float(p[6]), int(width), int(height))
 
     def validate(self) -> CameraIntrinsics:
         values = (self.fx, self.fy, self.cx, self.cy)

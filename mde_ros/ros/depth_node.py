@@ -228,7 +228,8 @@ class DepthNode(Node):
         cached = self._intrinsics_cache
         if cached is None or cached[0] is not info:
             try:
-                intrinsics = CameraIntrinsics.from_k(info.k, info.width, info.height).validate()
+                intrinsics = CameraIntrinsics.from_camera_info(info.k, info.p, info.width, info.height)
+                intrinsics = intrinsics.validate()
             except InvalidInputError as exc:
                 raise ImageInputError("camera_info_invalid", f"CameraInfo is unusable: {exc}") from exc
             self._intrinsics_cache = cached = (info, intrinsics)
