@@ -1,7 +1,8 @@
 """End-to-end latency and memory of depth_node, measured by a client over real ROS 2.
 
-Starts `python -m mde_ros.ros.depth_node` in a subprocess (random ROS_DOMAIN_ID, localhost
-discovery, the 32 MB shared-memory Fast DDS profile), publishes image + camera_info closed-loop
+Starts `python -m mde_ros.ros.depth_node` in a subprocess with the client of the tests
+(mde_ros.ros.testing_client: random ROS_DOMAIN_ID, localhost discovery, the 32 MB shared-memory
+Fast DDS profile, one OpenMP thread), publishes image + camera_info closed-loop
 (the next frame once the previous depth/image arrived, so latency has no queueing in it), and
 reports publish -> depth/image latency, the node's own stage timings, raw ONNX Runtime
 `session.run` time for the same network size, and the node's RSS over the run (flat = no leak).
@@ -13,13 +14,9 @@ reports publish -> depth/image latency, the node's own stage timings, raw ONNX R
 from __future__ import annotations
 
 import argparse
-import os
-import random
 import signal
-import subprocess
 import sys
 import tempfile
-import threading
 import time
 from pathlib import Path
 
@@ -49,18 +46,6 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
-def node_env(domain: int) -> dict[str, str]:
-    env = dict(os.environ)
-    env.update(
-        ROS_DOMAIN_ID=str(domain),
-        ROS_AUTOMATIC_DISCOVERY_RANGE="LOCALHOST",
-        FASTDDS_DEFAULT_PROFILES_FILE=str(REPO / "config" / "fastdds_shm.xml"),
-        PYTHONPATH=os.pathsep.join(p for p in (str(REPO), env.get("PYTHONPATH", "")) if p),
-        HF_HUB_OFFLINE="1",
-    )
-    return env
-
-
 def raw_session_ms(
     onnx: str, height: int, width: int, input_size: int, threads: int, runs: int = 20
 ) -> float:
@@ -81,69 +66,17 @@ def raw_session_ms(
     return float(np.median(times))
 
 
-class Client:
-    def __init__(self, domain: int, namespace: str, outputs: list[str]) -> None:
-        import rclpy
-        from diagnostic_msgs.msg import DiagnosticArray
-        from rclpy.context import Context
-        from rclpy.executors import SingleThreadedExecutor
-        from rclpy.qos import QoSProfile, ReliabilityPolicy
-        from sensor_msgs.msg import CameraInfo, Image, PointCloud2
-
-        self.context = Context()
-        rclpy.init(context=self.context, domain_id=domain)
-        self.node = rclpy.create_node("bench_client", namespace=namespace, context=self.context)
-        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
-        self.image_pub = self.node.create_publisher(Image, "image", qos)
-        self.info_pub = self.node.create_publisher(CameraInfo, "camera_info", qos)
-        self.arrived = threading.Event()
-        self.waiting_for = None
-        self.received_at = 0.0
-        self.diagnostics = None
-        self.subs = [self.node.create_subscription(Image, "depth/image", self._on_depth, qos)]
-        types = {"depth/points": PointCloud2, "depth/colorized": Image, "depth/camera_info": CameraInfo}
-        self.subs += [
-            self.node.create_subscription(types[t], t, lambda m: None, qos) for t in outputs if t in types
-        ]
-        self.node.create_subscription(DiagnosticArray, "/diagnostics", self._on_diag, 10)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        threading.Thread(target=self._spin, daemon=True).start()
-
-    def _spin(self) -> None:
-        try:
-            self.executor.spin()
-        except Exception:  # shutdown
-            pass
-
-    def _on_depth(self, msg) -> None:
-        if (msg.header.stamp.sec, msg.header.stamp.nanosec) == self.waiting_for:
-            self.received_at = time.perf_counter()
-            self.arrived.set()
-
-    def _on_diag(self, msg) -> None:
-        for status in msg.status:
-            if status.name.endswith("depth_node: pipeline"):
-                self.diagnostics = {kv.key: kv.value for kv in status.values}
-
-    def connected(self) -> bool:
-        return bool(self.image_pub.get_subscription_count()) and all(
-            s.get_publisher_count() for s in self.subs
-        )
-
-    def close(self) -> None:
-        import rclpy
-
-        self.executor.shutdown(timeout_sec=2.0)
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
-
-
 def main() -> int:
     args = parse_args()
     import psutil
 
-    from mde_ros.ros.image_conversion import image_msg
+    from mde_ros.ros.testing_client import (
+        NodeProcess,
+        RosClient,
+        node_command,
+        random_domain_id,
+        unique_namespace,
+    )
 
     workdir = Path(tempfile.mkdtemp(prefix="mde_bench_"))
     onnx = args.model
@@ -151,59 +84,47 @@ def main() -> int:
         from mde_ros.models.testing import export_tiny_depth_anything
 
         onnx = str(export_tiny_depth_anything(workdir / "tiny.onnx"))
-    os.environ["ROS_AUTOMATIC_DISCOVERY_RANGE"] = "LOCALHOST"
-    os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(REPO / "config" / "fastdds_shm.xml"))
-    domain, namespace = random.SystemRandom().randint(1, 100), f"/bench_{os.getpid()}"
-    cmd = [sys.executable, "-m", "mde_ros.ros.depth_node", "--ros-args", "--params-file",
-           str(REPO / "config" / "depth.yaml"), "-r", f"__ns:={namespace}", "-p", f"model:={onnx}",
-           "-p", f"input_size:={args.input_size}", "-p", f"threads:={args.threads}"]  # fmt: skip
-    log = open(workdir / "node.log", "wb")
-    node = subprocess.Popen(cmd, env=node_env(domain), stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
-    client = Client(domain, namespace, args.outputs.split(","))
+    domain, namespace = random_domain_id(), unique_namespace()
+    params = {"input_size": args.input_size, "threads": args.threads}
+    node = NodeProcess(node_command(onnx, namespace, params), domain, workdir / "node.log")
+    client = RosClient(domain, namespace, outputs=tuple(args.outputs.split(",")))
     try:
-        deadline = time.monotonic() + 120
-        while not client.connected():
-            if node.poll() is not None or time.monotonic() > deadline:
-                print((workdir / "node.log").read_text(), file=sys.stderr)
-                return 1
-            time.sleep(0.05)
-        time.sleep(0.5)
-        return run(args, client, node, onnx, image_msg, psutil.Process(node.pid))
+        if not client.wait_connected(120) or node.proc.poll() is not None:
+            print(node.output(), file=sys.stderr)
+            return 1
+        return run(args, client, onnx, psutil.Process(node.proc.pid))
     finally:
         client.close()
-        node.send_signal(signal.SIGINT)
-        node.wait(15)
-        log.close()
+        node.stop(signal.SIGINT)
 
 
-def run(args, client: Client, node, onnx: str, image_msg, proc) -> int:
-    from sensor_msgs.msg import CameraInfo
-    from std_msgs.msg import Header
+def run(args, client, onnx: str, proc) -> int:
+    from mde_ros.geometry.intrinsics import CameraIntrinsics
+    from mde_ros.ros.image_conversion import image_msg
+    from mde_ros.ros.sample_player import camera_info_msg
+    from mde_ros.ros.testing_client import header
 
     rng = np.random.default_rng(0)
     rgb = rng.integers(0, 256, (args.height, args.width, 3), dtype=np.uint8)
-    info = CameraInfo(width=args.width, height=args.height)
     f = 0.8 * args.width
-    info.k = [f, 0.0, args.width / 2 - 0.5, 0.0, f, args.height / 2 - 0.5, 0.0, 0.0, 1.0]
+    intrinsics = CameraIntrinsics(f, f, args.width / 2 - 0.5, args.height / 2 - 0.5, args.width, args.height)
     latencies, rss = [], []
     for index in range(args.warmup + args.frames):
-        header = Header(frame_id="bench_optical")
-        header.stamp.sec, header.stamp.nanosec = 1000 + index, 0
-        info.header = header
-        msg = image_msg(rgb, "rgb8", header)
-        client.waiting_for = (header.stamp.sec, 0)
-        client.arrived.clear()
-        client.info_pub.publish(info)
-        start = time.perf_counter()
+        hdr = header(1000 + index, "bench_optical")
+        msg = image_msg(rgb, "rgb8", hdr)
+        client.clear()  # keep memory flat: only this frame's outputs are looked at
+        client.info_pub.publish(camera_info_msg(intrinsics, hdr))
+        start = time.monotonic()
         client.image_pub.publish(msg)
-        if not client.arrived.wait(args.timeout):
+        got = client.wait_for_timed("depth/image", lambda m, s=hdr.stamp: m.header.stamp == s, args.timeout)
+        if got is None:
             print(f"frame {index}: no depth/image within {args.timeout} s", file=sys.stderr)
             return 1
         if index >= args.warmup:
-            latencies.append((client.received_at - start) * 1000.0)
+            latencies.append((got[0] - start) * 1000.0)
             if index % 10 == 0:
                 rss.append(proc.memory_info().rss / 2**20)
-    time.sleep(1.2)  # one more diagnostics message
+    diagnostics = (client.fresh_diagnostics("depth_node") or {}).get("pipeline", {})
     raw = raw_session_ms(onnx, args.height, args.width, args.input_size, args.threads)
     lat = np.asarray(latencies)
     rss_arr = np.asarray(rss)
@@ -220,7 +141,7 @@ def run(args, client: Client, node, onnx: str, image_msg, proc) -> int:
         ),
         ("node RSS min / max (MiB)", f"{rss_arr.min():.1f} / {rss_arr.max():.1f}"),
     ]
-    for key, value in sorted((client.diagnostics or {}).items()):
+    for key, value in sorted(diagnostics.items()):
         if key.startswith("time ") or key in ("input size", "frames dropped"):
             rows.append((f"node {key}", value))
     width = max(len(k) for k, _ in rows)

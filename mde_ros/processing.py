@@ -5,7 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
-from .models.spec import DISPARITY, METRIC, METRIC_CANONICAL, ModelSpec
+from .models.spec import METRIC, METRIC_CANONICAL, ModelSpec
 
 
 def network_size(height: int, width: int, short_side: int, multiple: int) -> tuple[int, int]:
@@ -106,10 +106,6 @@ def metric_depth(prediction: np.ndarray, spec: ModelSpec, fx_network: float | No
             raise ValueError(f"model {spec.name} needs camera intrinsics for its canonical focal length")
         return prediction * np.float32(fx_network / spec.canonical_focal)
     raise ValueError(f"model {spec.name} has convention {spec.convention}, not metric")
-
-
-def is_relative(spec: ModelSpec) -> bool:
-    return spec.convention == DISPARITY
 
 
 def colorize(depth: np.ndarray, max_depth: float | None = None) -> np.ndarray:

@@ -59,9 +59,15 @@ def pack_rgb(colors: np.ndarray) -> np.ndarray:
     return packed.view(np.float32)
 
 
-def pack_points(points: np.ndarray, colors: np.ndarray | None = None) -> np.ndarray:
-    """[H, W, 3] xyz (+ [H, W, 3] uint8 RGB) -> structured [H, W] array of POINT_DTYPE."""
-    out = np.empty(points.shape[:2], POINT_DTYPE)
+def pack_points(
+    points: np.ndarray, colors: np.ndarray | None = None, out: np.ndarray | None = None
+) -> np.ndarray:
+    """[H, W, 3] xyz (+ [H, W, 3] uint8 RGB) -> structured [H, W] array of POINT_DTYPE.
+
+    `out`: an [H, W] POINT_DTYPE array to fill (e.g. a view of a reused message buffer).
+    """
+    if out is None:
+        out = np.empty(points.shape[:2], POINT_DTYPE)
     out["x"] = points[..., 0]
     out["y"] = points[..., 1]
     out["z"] = points[..., 2]

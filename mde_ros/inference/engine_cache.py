@@ -3,7 +3,7 @@
 Everything here runs (and is tested) without TensorRT or a GPU; `tensorrt_backend` only adds the
 calls into TensorRT itself.
 
-Cache layout (in the engine folder, see `mde_ros.models.resolve.default_engine_dir`):
+Cache layout (in the engine folder, see `mde_ros.paths.engine_dir`):
   <onnx stem>-<onnx sha256[:16]>-trt<version>-<gpu>-sm<cc>-<precision>-<profile>.engine
   <same>.engine.json   sidecar: every key field + the engine's size and sha256
 An engine is used only when its sidecar exists, every field matches the current ONNX / TensorRT /

@@ -274,7 +274,7 @@ class TensorRTBackend(Backend):
             raise ValueError(f"precision must be one of {PRECISIONS}")
         trt = import_tensorrt()
         super().__init__(read_spec(onnx_path))
-        from ..models.resolve import default_engine_dir
+        from .. import paths
 
         if self.spec.needs_prompt:
             raise BackendUnavailableError(
@@ -295,7 +295,7 @@ class TensorRTBackend(Backend):
             precision=precision,
             profile=self.profile.slug(),
         )
-        self.engine_path = Path(engine_dir or default_engine_dir()) / self.key.file_name()
+        self.engine_path = Path(engine_dir or paths.engine_dir()) / self.key.file_name()
         self.build_seconds = 0.0
         data, why = validate_cached_engine(self.engine_path, self.key)
         self._trt = trt

@@ -116,13 +116,6 @@ def load_default_model(weights: Path | None = None):
     return model.eval(), spec
 
 
-def default_engine_dir() -> Path:
-    """MDE_ROS_ENGINE_DIR, else the checkout's engines/ when writable, else ~/.cache/mde_ros/engines."""
-    from ..paths import engine_dir
-
-    return engine_dir()
-
-
 def default_onnx_name(weights: Path | None = None) -> str:
     from .onnx_contract import file_sha256
 
@@ -131,9 +124,10 @@ def default_onnx_name(weights: Path | None = None) -> str:
 
 def ensure_default_onnx(engine_dir: Path | str | None = None, weights: Path | None = None) -> Path:
     """Path of the default model's ONNX, exported once (about a minute on a CPU) and cached."""
+    from .. import paths
     from .onnx_contract import read_spec
 
-    folder = Path(engine_dir) if engine_dir else default_engine_dir()
+    folder = Path(engine_dir) if engine_dir else paths.engine_dir()
     target = folder / default_onnx_name(weights)
     if target.is_file():
         try:

@@ -18,6 +18,7 @@ import logging
 import os
 from pathlib import Path
 
+from .. import paths
 from ..errors import ModelNotFoundError
 from .registry import REGISTRY
 from .spec import ModelSpec
@@ -31,17 +32,10 @@ def weights_root() -> Path:
     return Path(os.environ.get(ENV_WEIGHTS) or "~/.cache/mde_ros/weights").expanduser()
 
 
-def default_engine_dir() -> Path:
-    """$MDE_ROS_ENGINE_DIR, else the checkout's engines/ when writable, else ~/.cache/mde_ros/engines."""
-    from ..paths import engine_dir
-
-    return engine_dir()
-
-
 def resolve_onnx(model: str, engine_dir: str | Path | None = None) -> Path:
     """The ONNX file to run for `model` (exported into `engine_dir` first when needed)."""
     model = str(model).strip()
-    out_dir = Path(engine_dir).expanduser() if engine_dir else default_engine_dir()
+    out_dir = Path(engine_dir).expanduser() if engine_dir else paths.engine_dir()
     if model == "default":
         return _default_onnx(out_dir)
     name, _, rest = model.partition(":")

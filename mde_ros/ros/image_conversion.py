@@ -192,16 +192,8 @@ def to_byte_array(values: np.ndarray) -> array.array:
 
 
 def image_msg(values: np.ndarray, encoding: str, header: Any = None) -> Any:
-    """numpy [H, W] / [H, W, C] -> sensor_msgs/Image in host byte order, no row padding."""
-    dtype, channels = ENCODINGS[encoding]
-    if values.ndim == 2:
-        values = values[..., None]
-    if values.shape[2] != channels or values.dtype != dtype:
-        raise ValueError(
-            f"{encoding} needs {channels} channel(s) of {dtype}, got {values.shape} {values.dtype}"
-        )
-    step = int(values.shape[1]) * channels * dtype.itemsize
-    return _image_message(to_byte_array(values), encoding, values.shape[0], values.shape[1], step, header)
+    """numpy [H, W] / [H, W, C] -> sensor_msgs/Image in host byte order, no row padding (one-shot)."""
+    return ImageWriter(encoding).write(values, header)
 
 
 class ImageWriter:
@@ -217,10 +209,16 @@ class ImageWriter:
         self._view: np.ndarray | None = None
 
     def write(self, values: np.ndarray, header: Any = None) -> Any:
+        """[H, W] / [H, W, C] values of the encoding's dtype -> Image (host byte order, no padding)."""
         dtype, channels = ENCODINGS[self.encoding]
+        if channels == 1 and values.ndim == 3 and values.shape[2] == 1:
+            values = values[..., 0]
         shape = values.shape[:2] + ((channels,) if channels > 1 else ())
         if values.shape != shape or values.dtype != dtype:
-            raise ValueError(f"{self.encoding} needs {shape} {dtype}, got {values.shape} {values.dtype}")
+            raise ValueError(
+                f"{self.encoding} needs {channels} channel(s) of {dtype} ({shape}), "
+                f"got {values.shape} {values.dtype}"
+            )
         if self._view is None or self._view.shape != shape:
             self._buffer = array.array("B", bytes(values.nbytes))
             self._view = np.frombuffer(self._buffer, dtype).reshape(shape)

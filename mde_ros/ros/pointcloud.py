@@ -15,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from ..geometry.pointcloud import POINT_DTYPE
+from ..geometry.pointcloud import POINT_DTYPE, pack_points
 from .image_conversion import to_byte_array
 
 # sensor_msgs/PointField datatype constants -> numpy kind and size.
@@ -55,21 +55,12 @@ class CloudPacker:
         self._view: np.ndarray | None = None
 
     def pack(self, points: np.ndarray, colors: np.ndarray | None, header: Any = None) -> Any:
-        """[H, W, 3] float32 xyz (+ [H, W, 3] uint8 RGB) -> PointCloud2 (same layout as pack_points)."""
+        """[H, W, 3] float32 xyz (+ [H, W, 3] uint8 RGB) -> PointCloud2 (written by pack_points)."""
         height, width = points.shape[:2]
         if self._view is None or self._view.shape != (height, width):
             self._buffer = array.array("B", bytes(height * width * POINT_DTYPE.itemsize))
             self._view = np.frombuffer(self._buffer, POINT_DTYPE).reshape(height, width)
-        out = self._view
-        out["x"], out["y"], out["z"] = points[..., 0], points[..., 1], points[..., 2]
-        raw = out.view(np.uint8).reshape(height, width, POINT_DTYPE.itemsize)
-        offset = POINT_DTYPE.fields["rgb"][1]
-        if colors is None:
-            raw[..., offset : offset + 4] = 0
-        else:  # little-endian float32 bits 0x00RRGGBB = bytes B, G, R, 0
-            for byte, channel in enumerate((2, 1, 0)):
-                raw[..., offset + byte] = colors[..., channel]
-            raw[..., offset + 3] = 0
+        pack_points(points, colors, out=self._view)
         return _cloud_message(self._buffer, height, width, header)
 
 

@@ -101,18 +101,7 @@ def train_head(
             losses.append(float(ssi_loss(wrapper(feats, size, ids), depth, mask, 0.0)) * len(idx))
         return sum(losses) / len(val)
 
-    result = fit(
-        wrapper,
-        step_loss,
-        len(train),
-        val_loss,
-        config,
-        lambda: trained_state(model, spec.architecture),
-        checkpoint,
-    )
-    model.load_state_dict(result.state, strict=False)
-    model.eval()
-    return result
+    return _fit_and_keep(wrapper, step_loss, len(train), val_loss, config, model, spec, checkpoint)
 
 
 def train_end_to_end(
@@ -153,10 +142,20 @@ def train_end_to_end(
     def val_loss(module):
         return float(loss_of(val, np.arange(len(val_frames)), 0.0))
 
+    def step_loss(module, idx):
+        return loss_of(train, idx, grad_weight)
+
+    return _fit_and_keep(model, step_loss, len(train_frames), val_loss, config, model, spec, checkpoint)
+
+
+def _fit_and_keep(
+    module, step_loss, count: int, val_loss, config: TrainConfig, model, spec: ModelSpec, checkpoint
+) -> TrainResult:
+    """Train `module`, then load the best trained state into `model` and switch it to eval."""
     result = fit(
-        model,
-        lambda module, idx: loss_of(train, idx, grad_weight),
-        len(train_frames),
+        module,
+        step_loss,
+        count,
         val_loss,
         config,
         lambda: trained_state(model, spec.architecture),
