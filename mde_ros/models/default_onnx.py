@@ -99,7 +99,7 @@ def _reassemble(g: _Graph, hidden: str, index: int, factor: float, grid_shape: s
         w, b = g.weight(f"{prefix}.resize.weight"), g.weight(f"{prefix}.resize.bias")
         x = g.op("ConvTranspose", [x, w, b], kernel_shape=[k, k], strides=[k, k])
     elif factor < 1:
-        x = g.conv(x, f"{prefix}.resize", pad=1, stride=int(round(1 / factor)))
+        x = g.conv(x, f"{prefix}.resize", pad=1, stride=round(1 / factor))
     return g.conv(x, f"neck.convs.{index}", pad=1, bias=False)
 
 
