@@ -33,6 +33,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
     from ..paths import config_file
 
+    config_file("depth.yaml")  # an install without its share files fails here, before any model loads
     try:
         os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(config_file("fastdds_shm.xml")))
     except FileNotFoundError:

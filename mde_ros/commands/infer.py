@@ -26,6 +26,26 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def check_inputs(args: argparse.Namespace) -> None:
+    """Refuse missing or unreadable images and impossible options with one message."""
+    from pathlib import Path
+
+    import cv2
+
+    from ..errors import InvalidInputError
+
+    missing = [name for name in args.images if not Path(name).is_file()]
+    if missing:
+        raise InvalidInputError(f"image not found: {', '.join(missing)}")
+    unreadable = [name for name in args.images if not cv2.haveImageReader(name)]
+    if unreadable:
+        raise InvalidInputError(f"not an image OpenCV can read: {', '.join(unreadable)}")
+    if args.points_stride < 1:
+        raise InvalidInputError(f"--points-stride must be >= 1 (got {args.points_stride})")
+    if args.intrinsics and min(args.intrinsics[:2]) <= 0:
+        raise InvalidInputError(f"--intrinsics: FX and FY must be > 0 (got {args.intrinsics[:2]})")
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -42,6 +62,7 @@ def run(args: argparse.Namespace) -> int:
     from ..processing import colorize
     from ..scale.base import FixedScale
 
+    check_inputs(args)  # before the model loads: a typo costs a second, not a model build
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     backend = create_backend(args.backend, resolve_onnx(args.model, engine_dir()), threads=args.threads)
