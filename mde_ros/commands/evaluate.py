@@ -10,6 +10,13 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_backend
+
+EXAMPLES = """\
+  mde-ros eval --model default --data visp:castel --out out/eval   # PNGs with metrics drawn in
+  mde-ros eval --model model.onnx --data my_rgbd/ --depth-scale 0.001 --frames 0-49
+"""
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="default", help="registry name, .onnx file or `default`")
@@ -21,22 +28,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--depth-scale", type=float, default=0.001, help="metres per unit of 16-bit depth PNGs"
     )
-    parser.add_argument("--ground-truth", choices=("depth", "disparity"), default="depth")
+    parser.add_argument(
+        "--ground-truth", choices=("depth", "disparity"), default="depth", help="what the depth/ files hold"
+    )
     parser.add_argument(
         "--align",
         choices=("auto", "scale-shift", "median", "none"),
         default="auto",
         help="auto: scale+shift in inverse depth for relative models, none for metric",
     )
-    parser.add_argument("--backend", default="onnxruntime")
+    add_backend(parser)
     parser.add_argument(
         "--input-size", type=int, default=0, help="network short side (0: the model's default)"
     )
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
     parser.add_argument("--limit", type=int, default=0, help="evaluate the first N samples only")
     parser.add_argument("--frames", default="", help="sample indices to keep, e.g. 20-29 or 0,5,7")
     parser.add_argument("--out", default="", help="folder for side-by-side PNGs and metrics.json")
-    parser.add_argument("--engine-dir", default="")
+    parser.add_argument("--engine-dir", default="", help="cache folder (default: engines/ or ~/.cache)")
 
 
 def parse_frames(text: str) -> list[int] | None:

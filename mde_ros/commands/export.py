@@ -4,6 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+EXAMPLES = """\
+  mde-ros export --model depth-anything-v2-small --output engines/da2s.onnx   # needs [export]
+  mde-ros export --model depth-anything-v2-small:/path/depth_anything_v2_vits.pth --output da2s.onnx --int8
+"""
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -13,7 +18,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         ".pth, or a transformers folder",
     )
     parser.add_argument("--output", required=True, help="ONNX file to write")
-    parser.add_argument("--opset", type=int, choices=(17, 18), default=17)
+    parser.add_argument("--opset", type=int, choices=(17, 18), default=17, help="ONNX opset")
     parser.add_argument(
         "--int8",
         action="store_true",

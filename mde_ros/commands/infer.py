@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_backend
+
+EXAMPLES = """\
+  mde-ros infer photo.jpg -o out/
+  mde-ros infer a.png b.png -o out/ --intrinsics 525 525 319.5 239.5   # + coloured .ply clouds
+  mde-ros infer frame.png -o out/ --model model.onnx --scale 0.8 0.02   # known scale: metres
+"""
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, PGM, ...)")
     parser.add_argument("--output", "-o", required=True, help="output folder")
     parser.add_argument("--model", default="default", help="registry name, .onnx, HF folder or .pth")
-    parser.add_argument("--backend", default="auto", help="auto | onnxruntime | tensorrt | torch")
+    add_backend(parser)
     parser.add_argument("--input-size", type=int, default=0, help="network short side (0: model default)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
     parser.add_argument(
@@ -19,7 +27,7 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar=("FX", "FY", "CX", "CY"),
         help="pinhole intrinsics; enables .ply",
     )
-    parser.add_argument("--points-stride", type=int, default=1)
+    parser.add_argument("--points-stride", type=int, default=1, help="keep every N-th point in the .ply")
     parser.add_argument("--max-range", type=float, default=0.0, help="clip points beyond this depth (0: off)")
     parser.add_argument(
         "--scale", nargs=2, type=float, metavar=("S", "T"), help="known 1/depth = S*d + T for relative models"
