@@ -11,6 +11,7 @@ import logging
 import sys
 
 from .errors import MdeRosError
+from .progress import use_bars
 
 # command name -> (module, one-line help)
 COMMANDS = {
@@ -80,6 +81,7 @@ def _command_module(module: str):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    use_bars(sys.stderr.isatty())  # a terminal gets tqdm bars; logs and pipes get log lines
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -36,11 +36,26 @@ def run(args: argparse.Namespace) -> int:
     import time
     from pathlib import Path
 
-    from ..models.checkpoints import Checkpoint, load_checkpoint
     from ..models.export import export_onnx
+    from ..progress import stages
 
     output = Path(args.output)
     start = time.perf_counter()
+    with stages(f"export {args.model}", 2) as stage:
+        stage("loading the weights")
+        model, spec, source = _load(args)
+        stage("tracing to ONNX with torch (tens of seconds)")
+        export_onnx(model, spec, output, opset=args.opset, source=source.to_json())
+    print(f"exported {spec.name} -> {output} (opset {args.opset}, {time.perf_counter() - start:.1f} s)")
+    if args.int8:
+        _write_int8(output, spec, args.random_weights)
+    return 0
+
+
+def _load(args: argparse.Namespace):
+    """(torch model, spec, Checkpoint) for --model, or random weights."""
+    from ..models.checkpoints import Checkpoint, load_checkpoint
+
     if args.random_weights:
         spec = _random_spec(args.model)
         from ..models.torch_models import build_torch_model
@@ -48,13 +63,8 @@ def run(args: argparse.Namespace) -> int:
         model = build_torch_model(spec, seed=args.seed)
         source = Checkpoint(kind="random", seed=args.seed)
         print(f"WARNING: random weights for {spec.name}: the output is noise, not depth")
-    else:
-        model, spec, source = load_checkpoint(*_checkpoint_args(args.model))
-    export_onnx(model, spec, output, opset=args.opset, source=source.to_json())
-    print(f"exported {spec.name} -> {output} (opset {args.opset}, {time.perf_counter() - start:.1f} s)")
-    if args.int8:
-        _write_int8(output, spec, args.random_weights)
-    return 0
+        return model, spec, source
+    return load_checkpoint(*_checkpoint_args(args.model))
 
 
 def _random_spec(name: str):

@@ -160,6 +160,10 @@ def run(args: argparse.Namespace) -> int:
     save_state(
         result.state, out / "trained.safetensors", half=True, metadata={"mde_ros.spec": spec.to_json()}
     )
+    from ..training.figures import write_loss_curve
+
+    curve_csv, curve_png = write_loss_curve(result.history, out)
+    print(f"loss per epoch: {curve_csv}, {curve_png}")
     print(
         f"best validation loss {result.best_val:.4f} at epoch {result.best_epoch}; "
         f"wrote {out / 'trained.safetensors'}"

