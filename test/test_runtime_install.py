@@ -44,6 +44,7 @@ def runtime_python(tmp_path_factory) -> Path:
     python = root / "bin" / "python"
     _pip(python, "-r", str(REPO / "requirements.txt"))
     _pip(python, "--no-deps", "-r", str(REPO / "requirements-nodeps.txt"))
+    _pip(python, "--no-deps", str(REPO))  # the package itself: console scripts + share/mde_ros
     return python
 
 
@@ -99,3 +100,19 @@ def test_node_serves_the_default_model_from_the_runtime_venv(runtime_python, tmp
         rc = node.stop(signal.SIGINT)
     assert rc == 0, f"depth_node exited {rc}:\n{node.output()}"
     assert "Traceback" not in node.output()
+
+
+def test_installed_copy_finds_its_share_files_without_ament(runtime_python, tmp_path):
+    """pip puts config/ under <venv>/share/mde_ros; found there with no AMENT_PREFIX_PATH."""
+    env = {k: v for k, v in os.environ.items() if k not in ("AMENT_PREFIX_PATH", "PYTHONPATH")}
+    probe = "from mde_ros.paths import config_file; print(config_file('depth.yaml'))"
+    result = subprocess.run(
+        [str(runtime_python), "-c", probe], capture_output=True, text=True, env=env, cwd=tmp_path, timeout=60
+    )
+    assert result.returncode == 0, result.stderr
+    venv_root = runtime_python.parents[1]
+    assert Path(result.stdout.strip()) == venv_root / "share" / "mde_ros" / "config" / "depth.yaml"
+    node_help = subprocess.run(
+        [str(venv_root / "bin" / "depth_node"), "--help"], capture_output=True, text=True, env=env, timeout=60
+    )
+    assert node_help.returncode == 0 and node_help.stdout.startswith("usage: depth_node"), node_help.stderr
