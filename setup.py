@@ -36,7 +36,7 @@ setup(
     # The ROS wheels, OpenCV and ONNX Runtime come from requirements*.txt or apt (see README): their
     # distribution names differ between install paths (opencv-python vs python3-opencv,
     # onnxruntime vs onnxruntime-gpu), so they are not forced here.
-    install_requires=["numpy>=1.21.6", "pyyaml", "onnx>=1.16", "safetensors>=0.4", "tqdm>=4.64"],
+    install_requires=["numpy>=1.21.6", "pyyaml", "onnx>=1.16", "safetensors>=0.4", "tqdm>=4.57"],
     extras_require=EXTRAS,
     python_requires=">=3.10",
     zip_safe=True,

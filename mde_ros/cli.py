@@ -40,10 +40,20 @@ class HelpFormatter(argparse.RawDescriptionHelpFormatter):
     def _get_help_string(self, action: argparse.Action) -> str:
         text = action.help or ""
         default = action.default
-        hidden = default is None or default is False or default in ("", [], argparse.SUPPRESS)
-        if "%(default)" in text or hidden or not action.option_strings:
+        if (
+            not action.option_strings
+            or action.required
+            or default == argparse.SUPPRESS
+            or "default" in text.lower()  # the text already says it
+        ):
             return text
-        return f"{text} (default: %(default)s)"
+        if default is None or default == "" or default == []:
+            shown = "not set"
+        elif isinstance(default, bool):
+            shown = "on" if default else "off"
+        else:
+            shown = "%(default)s"
+        return f"{text} (default: {shown})"
 
 
 def _examples(text: str) -> str:

@@ -35,6 +35,20 @@ def test_every_option_has_help(name):
 
 
 @pytest.mark.parametrize("name", sorted(COMMANDS))
+def test_every_optional_option_shows_its_default(name):
+    from mde_ros.cli import HelpFormatter
+
+    formatter = HelpFormatter(f"mde-ros {name}")
+    silent = [
+        "/".join(a.option_strings)
+        for a in COMMANDS[name]._actions
+        if a.option_strings and not a.required and a.default != argparse.SUPPRESS
+        if "default" not in formatter._get_help_string(a).lower()
+    ]
+    assert not silent, f"mde-ros {name}: options whose help shows no default: {silent}"
+
+
+@pytest.mark.parametrize("name", sorted(COMMANDS))
 def test_every_command_has_examples_that_parse(name):
     epilog = COMMANDS[name].epilog or ""
     lines = [line.split("#")[0].strip() for line in epilog.splitlines()[1:]]
