@@ -95,12 +95,16 @@ def _checkpoint_args(model: str):
 
 def _write_int8(output, spec, random_weights: bool) -> None:
     from ..models.export import compare_onnx, quantize_int8
+    from ..progress import stages
 
     int8 = output.with_suffix(".int8.onnx")
-    quantize_int8(output, int8)
     short = spec.default_input_size
     shapes = [(short, short * 4 // 3 // 14 * 14), (short * 4 // 3 // 14 * 14, short)]
-    error = compare_onnx(output, int8, shapes)
+    with stages("int8", 2) as stage:
+        stage("quantizing the MatMul weights")
+        quantize_int8(output, int8)
+        stage("measuring the accuracy loss vs fp32")
+        error = compare_onnx(output, int8, shapes)
     print(
         f"int8 -> {int8}: accuracy loss vs fp32 on {len(shapes)} synthetic images {shapes}: "
         f"relative L1 {error['rel_l1'] * 100:.2f} %, max abs {error['max_abs']:.4g} "
