@@ -36,7 +36,7 @@ def track(items: Iterable[T], desc: str, total: int | None = None, unit: str = "
     if _state["bars"]:
         from tqdm import tqdm
 
-        yield from tqdm(items, desc=desc, total=total, unit=unit, dynamic_ncols=True)
+        yield from tqdm(items, desc=desc, total=total, unit=unit)
         return
     start = last = time.monotonic()
     log.info("%s: started%s", desc, f" ({total} {unit})" if total else "")
@@ -69,7 +69,8 @@ def stages(desc: str, total: int) -> Iterator[Callable[[str], None]]:
         return
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
+    # elapsed time only: a rate or ETA over a handful of unequal steps would mislead
+    bar = tqdm(total=total, desc=desc, bar_format="{l_bar}{bar}| {n_fmt}/{total_fmt} [{elapsed}{postfix}]")
     stop = threading.Event()
     ticker = threading.Thread(target=_tick, args=(bar, stop), daemon=True)
     ticker.start()
