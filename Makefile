@@ -2,7 +2,8 @@
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
-# torch must come first, pinned, so that nothing pulls the multi-GB CUDA build.
+# torch must come first, pinned, so that nothing pulls the multi-GB CUDA build; on the public PyPI
+# a CPU-only machine wants TORCH_PIP_ARGS="--index-url https://download.pytorch.org/whl/cpu".
 TORCH_SPEC ?= torch==2.13.0
 TORCH_PIP_ARGS ?=
 STAMP := $(VENV)/.mde_ros-installed
@@ -16,9 +17,13 @@ $(PY):
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 
-$(STAMP): $(PY) requirements.txt requirements-dev.txt
+# Runtime (requirements*.txt, no torch) + the [export] and [train] extras + test tools.
+$(STAMP): $(PY) requirements.txt requirements-nodeps.txt requirements-dev.txt setup.py
 	$(PY) -m pip install -q $(TORCH_PIP_ARGS) "$(TORCH_SPEC)"
 	$(PY) -m pip install -q -r requirements.txt -r requirements-dev.txt
+	$(PY) -m pip install -q --no-deps -r requirements-nodeps.txt
+	$(PY) -m pip install -q ".[export,train]"
+	rm -rf build *.egg-info
 	touch $(STAMP)
 
 # The package itself is re-installed every time (2 s) so that the installed copy,

@@ -11,6 +11,7 @@ import logging
 import sys
 
 from .errors import MdeRosError
+from .progress import use_bars
 
 # command name -> (module, one-line help)
 COMMANDS = {
@@ -26,14 +27,61 @@ COMMANDS = {
 }
 
 
+EXAMPLES = """\
+  mde-ros infer photo.jpg -o out/   # depth of an image file (default model, offline, no torch)
+  mde-ros demo                      # the node on a real recorded sequence, over ROS 2
+  mde-ros models                    # every model name the node accepts
+  mde-ros COMMAND --help            # every option of a command, with its default"""
+
+
+class HelpFormatter(argparse.RawDescriptionHelpFormatter):
+    """Keeps the examples' line breaks and appends each option's default to its help."""
+
+    def _get_help_string(self, action: argparse.Action) -> str:
+        text = action.help or ""
+        default = action.default
+        if (
+            not action.option_strings
+            or action.required
+            or default == argparse.SUPPRESS
+            or "default" in text.lower()  # the text already says it
+        ):
+            return text
+        if default is None or default == "" or default == []:
+            shown = "not set"
+        elif isinstance(default, bool):
+            shown = "on" if default else "off"
+        else:
+            shown = "%(default)s"
+        return f"{text} (default: {shown})"
+
+
+def _examples(text: str) -> str:
+    return "examples:\n" + text.strip("\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="mde-ros", description="Monocular depth for ROS 2.")
+    """The `mde-ros` parser: every command's options with help, defaults and its EXAMPLES epilog."""
+    parser = argparse.ArgumentParser(
+        prog="mde-ros",
+        description="Monocular depth for ROS 2.",
+        epilog=_examples(EXAMPLES),
+        formatter_class=HelpFormatter,
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="debug logging")
     subparsers = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for name, (module, help_text) in COMMANDS.items():
-        sub = subparsers.add_parser(name, help=help_text, description=help_text)
+        command = _command_module(module)
+        examples = getattr(command, "EXAMPLES", "")  # a module-level string of example command lines
+        sub = subparsers.add_parser(
+            name,
+            help=help_text,
+            description=help_text,
+            epilog=_examples(examples) if examples else None,
+            formatter_class=HelpFormatter,
+        )
         sub.set_defaults(_module=module)
-        _command_module(module).configure(sub)
+        command.configure(sub)
     return parser
 
 
@@ -43,6 +91,7 @@ def _command_module(module: str):
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    use_bars(sys.stderr.isatty())  # a terminal gets tqdm bars; logs and pipes get log lines
     logging.basicConfig(
         level=logging.DEBUG if args.verbose else logging.INFO, format="%(levelname)s %(name)s: %(message)s"
     )

@@ -3,9 +3,16 @@
 from __future__ import annotations
 
 import os
+import sys
 from pathlib import Path
 
+from .errors import MdeRosError
+
 _SOURCE_ROOT = Path(__file__).resolve().parents[1]
+
+
+class ShareFileNotFoundError(MdeRosError, FileNotFoundError):
+    """A file of share/mde_ros (config, launch) is in none of the places it is installed to."""
 
 
 def share_dir() -> Path:
@@ -18,12 +25,37 @@ def share_dir() -> Path:
         return _SOURCE_ROOT
 
 
+def installed_share_dirs() -> list[Path]:
+    """share/mde_ros of the installed distribution (pip, venv or --user), found without ament.
+
+    pip puts setup.py's data_files under the install prefix; the distribution's RECORD knows where.
+    """
+    from importlib import metadata
+
+    prefix_share = Path(sys.prefix) / "share" / "mde_ros"
+    try:
+        dist = metadata.distribution("mde_ros")
+    except metadata.PackageNotFoundError:
+        return [prefix_share]
+    found = {
+        Path(str(dist.locate_file(f))).resolve().parents[1]
+        for f in dist.files or []
+        if f.parts[-3:-1] == ("mde_ros", "config")
+    }
+    return [*sorted(found), prefix_share]
+
+
 def config_file(name: str) -> Path:
-    for root in (share_dir(), _SOURCE_ROOT):
+    """config/<name> from the ament share dir, the installed prefix, or the source checkout."""
+    roots = list(dict.fromkeys([share_dir(), *installed_share_dirs(), _SOURCE_ROOT]))
+    for root in roots:
         candidate = root / "config" / name
         if candidate.is_file():
             return candidate
-    raise FileNotFoundError(f"config/{name} not found in {share_dir()} or {_SOURCE_ROOT}")
+    raise ShareFileNotFoundError(
+        f"config/{name} not found (looked in {', '.join(str(r) for r in roots)}); reinstall mde_ros "
+        "(pip install . or colcon build) or source the workspace so that AMENT_PREFIX_PATH names it"
+    )
 
 
 def engine_dir() -> Path:

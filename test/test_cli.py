@@ -55,7 +55,7 @@ def test_infer_fixed_scale_writes_metres(tmp_path, tiny_onnx, rng):
     ("args", "message"),
     [
         (["--model", "/nonexistent/model.onnx"], "not found"),
-        (["--backend", "warp-drive"], "unknown backend"),
+        (["--backend", "warp-drive"], "invalid choice"),
     ],
 )
 def test_infer_errors_name_the_remedy(tmp_path, tiny_onnx, args, message):

@@ -1,4 +1,4 @@
-"""`model: default`: rebuilt from the installed packages + shipped weights, exported once, runs on castel."""
+"""`model: default`: composed without torch from the installed encoder + shipped weights, runs on castel."""
 
 from __future__ import annotations
 
@@ -7,12 +7,10 @@ import os
 import numpy as np
 import pytest
 
-pytest.importorskip("torch")
-
 
 @pytest.fixture(scope="session")
 def default_onnx(tmp_path_factory):
-    """The default model's ONNX, built once per test session (about a minute on a CPU)."""
+    """The default model's ONNX, built once per test session (a few seconds, no torch)."""
     from mde_ros.models.default_model import ensure_default_onnx
 
     return ensure_default_onnx(tmp_path_factory.mktemp("engines"))
@@ -29,13 +27,11 @@ def test_shipped_weights_are_small_fp16_and_trained_parts_only():
     assert (WEIGHTS_DIR / "MODEL_CARD.md").is_file()
     spec = shipped_spec(path)
     assert spec.name == "default" and spec.convention == "disparity"
-    with safe_open(str(path), "pt") as handle:
+    with safe_open(str(path), "np") as handle:
         keys = list(handle.keys())
         dtypes = {handle.get_tensor(k).dtype for k in keys if "running" in k or "weight" in k}
     assert not any(k.startswith(("backbone.", "vit.embeddings", "vit.encoder")) for k in keys)
-    import torch
-
-    assert dtypes <= {torch.float16, torch.int64}
+    assert dtypes <= {np.dtype(np.float16), np.dtype(np.int64)}
 
 
 @pytest.mark.slow
@@ -70,3 +66,48 @@ def test_default_model_runs_on_a_real_castel_frame(default_onnx):
         "abs_rel"
     ]
     assert model < constant
+
+
+@pytest.mark.slow
+def test_composed_default_onnx_matches_the_torch_export(default_onnx, tmp_path):
+    """The torch-free composition computes what transformers' model exported by torch computes."""
+    pytest.importorskip("torch")
+    import onnx
+
+    from mde_ros.models.default_model import load_default_model
+    from mde_ros.models.default_onnx import COMPOSED_BY_KEY
+    from mde_ros.models.export import compare_onnx, export_onnx
+
+    assert COMPOSED_BY_KEY in {
+        p.key for p in onnx.load(str(default_onnx), load_external_data=False).metadata_props
+    }
+    model, spec = load_default_model()
+    reference = export_onnx(model, spec, tmp_path / "torch.onnx")
+    # the node's default size, a non-square one and the encoder's native 518 (no interpolation)
+    errors = compare_onnx(reference, default_onnx, [(252, 336), (98, 140), (518, 518)])
+    assert errors["max_abs"] < 1e-4, errors
+
+
+def test_composition_follows_the_weights_file(tmp_path):
+    """A retrained head (other tensor values) gives another ONNX: the head comes from the weights file."""
+    import onnxruntime as ort
+    from safetensors.numpy import load_file, save_file
+
+    from mde_ros.models.default_model import default_weights, safetensors_metadata
+    from mde_ros.models.default_onnx import compose_default_onnx
+    from mde_ros.models.export import smooth_pixels
+
+    tensors = load_file(str(default_weights()))
+    tensors["head.conv3.bias"] = tensors["head.conv3.bias"] + np.float16(0.5)
+    changed = tmp_path / "retrained.safetensors"
+    save_file(tensors, str(changed), metadata=safetensors_metadata(default_weights()))
+    pixels = smooth_pixels(np.random.default_rng(0), 98, 140)
+    outputs = []
+    for weights in (default_weights(), changed):
+        path = compose_default_onnx(weights, tmp_path / f"{weights.stem}.onnx")
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+        outputs.append(session.run(None, {"pixel_values": pixels})[0])
+    assert outputs[0].shape == (1, 98, 140)
+    # ReLU(x + 0.5) - ReLU(x) is 0.5 wherever the original output is positive
+    positive = outputs[0] > 0
+    np.testing.assert_allclose((outputs[1] - outputs[0])[positive], 0.5, atol=1e-3)

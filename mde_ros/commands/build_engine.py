@@ -4,12 +4,17 @@ from __future__ import annotations
 
 import argparse
 
+EXAMPLES = """\
+  mde-ros build-engine --model default            # TensorRT + NVIDIA GPU ([gpu] extra)
+  mde-ros build-engine --model model.onnx --input-size 364 --precision fp32
+"""
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--model", default="default", help="registry name, .onnx, .pth or transformers folder"
     )
-    parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16")
+    parser.add_argument("--precision", choices=("fp16", "fp32"), default="fp16", help="engine precision")
     parser.add_argument("--input-size", type=int, default=0, help="short side the profile is built around")
     parser.add_argument("--min-shape", default="", help="profile min BxHxW (default: 1xSxS)")
     parser.add_argument("--opt-shape", default="", help="profile opt BxHxW (default: 1xSx4S/3)")

@@ -9,11 +9,18 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_backend
+
+EXAMPLES = """\
+  mde-ros demo                          # castel (real SR300), sparse metric scale, out/demo/
+  mde-ros demo --scale none --loops 2 -o out/relative
+"""
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--output", "-o", default="out/demo", help="output folder")
     parser.add_argument("--model", default="default", help="model (default: the embedded default model)")
-    parser.add_argument("--backend", default="auto")
+    add_backend(parser)
     parser.add_argument("--rate", type=float, default=5.0, help="camera rate, Hz")
     parser.add_argument("--loops", type=int, default=1, help="times to play the 30-frame sequence")
     parser.add_argument(
@@ -33,6 +40,7 @@ def run(args: argparse.Namespace) -> int:
     os.environ.setdefault("ROS_DOMAIN_ID", str(random.randint(1, 100)))
     from ..paths import config_file
 
+    config_file("depth.yaml")  # an install without its share files fails here, before any model loads
     try:
         os.environ.setdefault("FASTDDS_DEFAULT_PROFILES_FILE", str(config_file("fastdds_shm.xml")))
     except FileNotFoundError:

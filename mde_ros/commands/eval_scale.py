@@ -13,13 +13,21 @@ import argparse
 SEQUENCES = {"castel": ("sparse",), "castle-simu": ("sparse", "trajectory"), "ground": ("intrinsics",)}
 
 
+EXAMPLES = """\
+  mde-ros eval-scale                                  # every sequence and scale mode
+  mde-ros eval-scale --mode sparse --noise 0.05 --outliers 0.2
+"""
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--sequence", choices=[*SEQUENCES, "all"], default="all")
-    parser.add_argument("--mode", choices=["sparse", "trajectory", "intrinsics", "all"], default="all")
+    parser.add_argument("--sequence", choices=[*SEQUENCES, "all"], default="all", help="recorded sequence")
+    parser.add_argument(
+        "--mode", choices=["sparse", "trajectory", "intrinsics", "all"], default="all", help="scale source"
+    )
     parser.add_argument("--frames", type=int, default=0, help="frames per sequence (0 = all)")
     parser.add_argument("--noise", type=float, default=0.01, help="relative noise of the simulated output")
     parser.add_argument("--outliers", type=float, default=0.1, help="fraction of gross sparse outliers")
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--seed", type=int, default=0, help="seed of the simulated noise")
 
 
 def run(args: argparse.Namespace) -> int:

@@ -10,6 +10,13 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_backend
+
+EXAMPLES = """\
+  mde-ros eval --model default --data visp:castel --out out/eval   # PNGs with metrics drawn in
+  mde-ros eval --model model.onnx --data my_rgbd/ --depth-scale 0.001 --frames 0-49
+"""
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="default", help="registry name, .onnx file or `default`")
@@ -21,22 +28,24 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--depth-scale", type=float, default=0.001, help="metres per unit of 16-bit depth PNGs"
     )
-    parser.add_argument("--ground-truth", choices=("depth", "disparity"), default="depth")
+    parser.add_argument(
+        "--ground-truth", choices=("depth", "disparity"), default="depth", help="what the depth/ files hold"
+    )
     parser.add_argument(
         "--align",
         choices=("auto", "scale-shift", "median", "none"),
         default="auto",
         help="auto: scale+shift in inverse depth for relative models, none for metric",
     )
-    parser.add_argument("--backend", default="onnxruntime")
+    add_backend(parser)
     parser.add_argument(
         "--input-size", type=int, default=0, help="network short side (0: the model's default)"
     )
-    parser.add_argument("--threads", type=int, default=0)
+    parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: library default)")
     parser.add_argument("--limit", type=int, default=0, help="evaluate the first N samples only")
     parser.add_argument("--frames", default="", help="sample indices to keep, e.g. 20-29 or 0,5,7")
     parser.add_argument("--out", default="", help="folder for side-by-side PNGs and metrics.json")
-    parser.add_argument("--engine-dir", default="")
+    parser.add_argument("--engine-dir", default="", help="cache folder (default: engines/ or ~/.cache)")
 
 
 def parse_frames(text: str) -> list[int] | None:
@@ -62,25 +71,14 @@ def _aligned_depth(prediction, gt, mask, align: str, relative: bool):
     return depth
 
 
-def side_by_side(rgb, prediction_depth, gt, mask):
-    """image | prediction | ground truth | AbsRel error (0 black .. 0.5 white), BGR uint8."""
-    import cv2
-    import numpy as np
+def _figure(sample, depth, mask, metrics, model: str, relative: bool, align: str):
+    """The --out PNG: titled panels, colour bars (metres, or relative when unaligned), metrics."""
+    from ..training.figures import eval_figure
 
-    from ..processing import colorize
-
-    low, high = np.percentile(gt[mask], [2, 98]) if mask.any() else (0, 1)
-
-    def paint(depth):
-        shown = np.where(mask, depth, np.nan) if depth is gt else depth
-        return colorize(np.clip(shown, low, high).astype(np.float32), max_depth=float(high))
-
-    error = np.zeros(gt.shape, np.float32)
-    error[mask] = np.abs(prediction_depth[mask] - gt[mask]) / gt[mask]
-    error_img = cv2.cvtColor((np.clip(error / 0.5, 0, 1) * 255).astype(np.uint8), cv2.COLOR_GRAY2BGR)
-    return np.concatenate(
-        [cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), paint(prediction_depth), paint(gt), error_img], 1
-    )
+    metric = not (relative and align == "none")
+    how = {"auto": "scale+shift", "scale-shift": "scale+shift", "median": "median"}.get(align, "")
+    title = f"prediction {model}" + (f" (aligned: {how})" if relative and metric and how else "")
+    return eval_figure(sample.rgb, depth, sample.depth, mask, metrics, sample.name, title, metric)
 
 
 def format_table(rows: dict[str, dict[str, float]]) -> str:
@@ -104,7 +102,9 @@ def evaluate_model(pipeline, samples, align: str, out_dir=None):
 
     relative = pipeline.spec.convention == DISPARITY
     per_model, per_prior = [], {name: [] for name in ("constant", "gradient")}
-    for sample in samples:
+    from ..progress import track
+
+    for sample in track(samples, "eval", unit="image"):
         result = pipeline.process(Frame(sample.rgb, sample.intrinsics))
         gt = sample.depth
         raw = result.prediction if relative else result.depth
@@ -116,7 +116,8 @@ def evaluate_model(pipeline, samples, align: str, out_dir=None):
         for name, prior in baseline_predictions(*gt.shape).items():
             per_prior[name].append(depth_metrics(prediction_to_depth(prior, gt, mask, True), gt, mask))
         if out_dir is not None:
-            cv2.imwrite(str(out_dir / f"{sample.name}.png"), side_by_side(sample.rgb, depth, gt, mask))
+            figure = _figure(sample, depth, mask, per_model[-1], pipeline.spec.name, relative, align)
+            cv2.imwrite(str(out_dir / f"{sample.name}.png"), figure)
     if not per_model:
         raise ValueError("no sample has valid ground truth")
     table = {"model": mean_metrics(per_model)}

@@ -4,12 +4,20 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_backend
+
+EXAMPLES = """\
+  mde-ros infer photo.jpg -o out/
+  mde-ros infer a.png b.png -o out/ --intrinsics 525 525 319.5 239.5   # + coloured .ply clouds
+  mde-ros infer frame.png -o out/ --model model.onnx --scale 0.8 0.02   # known scale: metres
+"""
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("images", nargs="+", help="image files (PNG, JPEG, PGM, ...)")
     parser.add_argument("--output", "-o", required=True, help="output folder")
     parser.add_argument("--model", default="default", help="registry name, .onnx, HF folder or .pth")
-    parser.add_argument("--backend", default="auto", help="auto | onnxruntime | tensorrt | torch")
+    add_backend(parser)
     parser.add_argument("--input-size", type=int, default=0, help="network short side (0: model default)")
     parser.add_argument("--threads", type=int, default=0, help="CPU threads (0: all)")
     parser.add_argument(
@@ -19,11 +27,31 @@ def configure(parser: argparse.ArgumentParser) -> None:
         metavar=("FX", "FY", "CX", "CY"),
         help="pinhole intrinsics; enables .ply",
     )
-    parser.add_argument("--points-stride", type=int, default=1)
+    parser.add_argument("--points-stride", type=int, default=1, help="keep every N-th point in the .ply")
     parser.add_argument("--max-range", type=float, default=0.0, help="clip points beyond this depth (0: off)")
     parser.add_argument(
         "--scale", nargs=2, type=float, metavar=("S", "T"), help="known 1/depth = S*d + T for relative models"
     )
+
+
+def check_inputs(args: argparse.Namespace) -> None:
+    """Refuse missing or unreadable images and impossible options with one message."""
+    from pathlib import Path
+
+    import cv2
+
+    from ..errors import InvalidInputError
+
+    missing = [name for name in args.images if not Path(name).is_file()]
+    if missing:
+        raise InvalidInputError(f"image not found: {', '.join(missing)}")
+    unreadable = [name for name in args.images if not cv2.haveImageReader(name)]
+    if unreadable:
+        raise InvalidInputError(f"not an image OpenCV can read: {', '.join(unreadable)}")
+    if args.points_stride < 1:
+        raise InvalidInputError(f"--points-stride must be >= 1 (got {args.points_stride})")
+    if args.intrinsics and min(args.intrinsics[:2]) <= 0:
+        raise InvalidInputError(f"--intrinsics: FX and FY must be > 0 (got {args.intrinsics[:2]})")
 
 
 def run(args: argparse.Namespace) -> int:
@@ -42,6 +70,7 @@ def run(args: argparse.Namespace) -> int:
     from ..processing import colorize
     from ..scale.base import FixedScale
 
+    check_inputs(args)  # before the model loads: a typo costs a second, not a model build
     output = Path(args.output)
     output.mkdir(parents=True, exist_ok=True)
     backend = create_backend(args.backend, resolve_onnx(args.model, engine_dir()), threads=args.threads)

@@ -11,6 +11,12 @@ _CONVENTIONS = {
 }
 
 
+EXAMPLES = """\
+  mde-ros models
+  mde-ros models --verbose-urls
+"""
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--verbose-urls", action="store_true", help="also print the transformers (-hf) folders"

@@ -11,6 +11,11 @@ from __future__ import annotations
 
 import argparse
 
+EXAMPLES = """\
+  mde-ros train --data visp:castle-simu --frames 0-9 --epochs 5 --out runs/fewshot   # needs [train]
+  mde-ros train --synthetic 200 --init default --lr 2e-4 --out runs/more   # writes loss.csv/loss.png
+"""
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
@@ -21,31 +26,33 @@ def configure(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--frames", default="", help="indices of the training samples to use, e.g. 0-4")
     parser.add_argument("--val-data", default="", help="validation folder (default: 10%% of --data)")
-    parser.add_argument("--val-frames", default="")
+    parser.add_argument("--val-frames", default="", help="indices of the validation samples, e.g. 0-9")
     parser.add_argument("--synthetic", type=int, default=0, help="add N procedural scenes with exact depth")
     parser.add_argument(
         "--textures", action="append", default=[], help="folder of photographs for --synthetic"
     )
-    parser.add_argument("--arch", choices=("dpt", "llm-mde"), default="dpt")
+    parser.add_argument("--arch", choices=("dpt", "llm-mde"), default="dpt", help="head to train")
     parser.add_argument("--init", default="", help="start from trained weights (.safetensors) or `default`")
-    parser.add_argument("--lm-layers", type=int, default=2)
+    parser.add_argument("--lm-layers", type=int, default=2, help="llm-mde: MiniLM layers kept")
     parser.add_argument("--lora-rank", type=int, default=8, help="LoRA rank on the LM (llm-mde); 0: none")
     parser.add_argument(
         "--lora-vit",
         action="store_true",
         help="llm-mde: LoRA-tune the ViT too, encoder in the loop (no feature cache; few frames on CPU)",
     )
-    parser.add_argument("--depth-scale", type=float, default=0.001)
-    parser.add_argument("--input-size", type=int, default=252)
-    parser.add_argument("--epochs", type=int, default=20)
-    parser.add_argument("--batch-size", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=3e-4)
-    parser.add_argument("--patience", type=int, default=4)
-    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument(
+        "--depth-scale", type=float, default=0.001, help="metres per unit of 16-bit depth PNGs"
+    )
+    parser.add_argument("--input-size", type=int, default=252, help="network short side, pixels")
+    parser.add_argument("--epochs", type=int, default=20, help="passes over the training samples")
+    parser.add_argument("--batch-size", type=int, default=4, help="samples per step")
+    parser.add_argument("--lr", type=float, default=3e-4, help="AdamW peak learning rate")
+    parser.add_argument("--patience", type=int, default=4, help="stop after N epochs without validation gain")
+    parser.add_argument("--seed", type=int, default=0, help="random seed (init, crops, order)")
     parser.add_argument(
         "--crop", default="12x16", help="random crop of the patch grid per step ('' for none)"
     )
-    parser.add_argument("--max-minutes", type=float, default=0.0)
+    parser.add_argument("--max-minutes", type=float, default=0.0, help="wall-time budget (0: none)")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--no-export", action="store_true", help="skip writing model.onnx")
 
@@ -153,6 +160,10 @@ def run(args: argparse.Namespace) -> int:
     save_state(
         result.state, out / "trained.safetensors", half=True, metadata={"mde_ros.spec": spec.to_json()}
     )
+    from ..training.figures import write_loss_curve
+
+    curve_csv, curve_png = write_loss_curve(result.history, out)
+    print(f"loss per epoch: {curve_csv}, {curve_png}")
     print(
         f"best validation loss {result.best_val:.4f} at epoch {result.best_epoch}; "
         f"wrote {out / 'trained.safetensors'}"

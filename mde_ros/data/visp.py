@@ -53,9 +53,16 @@ def fetch_mbt_depth(root: Path | None = None) -> Path:
     target = (root or data_root()) / "mbt-depth"
     if (target / "castel" / "castel").is_dir() and (target / "Castle-simu" / "Depth").is_dir():
         return target
+    from ..progress import stages
+
     target.parent.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+    with (
+        stages(f"sample data ({PACKAGE})", 2) as stage,
+        tempfile.TemporaryDirectory(dir=target.parent) as tmp,
+    ):
+        stage("downloading (75 MB, once)")
         deb = _download_deb(Path(tmp))
+        stage("extracting mbt-depth")
         extract = Path(tmp) / "x"
         extract.mkdir()
         tar = subprocess.Popen(["dpkg-deb", "--fsys-tarfile", str(deb)], stdout=subprocess.PIPE)

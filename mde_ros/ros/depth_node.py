@@ -36,6 +36,7 @@ from ..scale.base import ScaleEstimator
 from ..scale.factory import create_estimator
 from . import diagnostics as diag
 from .image_conversion import ImageInputError, ImageWriter, rgb_from_msg
+from .node_help import help_text, wants_help
 from .parameters import PARAMETERS, declare_all, node_config, validate
 from .pointcloud import CloudPacker
 from .qos import endpoint_qos
@@ -320,6 +321,9 @@ def _dynamic(values: dict[str, Any]) -> dict[str, Any]:
 
 
 def main(args: list[str] | None = None) -> int:
+    if wants_help(sys.argv if args is None else args):  # usage + parameter table, no ROS started
+        print(help_text())
+        return 0
     rclpy.init(args=args)
     try:
         node = DepthNode()

@@ -193,7 +193,14 @@ def descriptor(param: ParamDef) -> Any:
 
 def declare_all(node: Any) -> dict[str, Any]:
     """Declare every parameter on `node`; returns name -> value (from the params file / -p)."""
-    node.declare_parameters("", [(p.name, p.default, descriptor(p)) for p in PARAMETERS])
+    from rclpy.exceptions import InvalidParameterTypeException
+
+    try:
+        node.declare_parameters("", [(p.name, p.default, descriptor(p)) for p in PARAMETERS])
+    except InvalidParameterTypeException as exc:  # e.g. `-p depth.max:=5`: say to write 5.0
+        from .node_help import ParameterTypeError, type_error_message
+
+        raise ParameterTypeError(type_error_message(exc)) from None
     return {p.name: _plain(node.get_parameter(p.name).value) for p in PARAMETERS}
 
 

