@@ -26,11 +26,13 @@ def castel():
     return castel_frames(indices=list(range(FRAMES)))
 
 
-def run_bag(*args: str, timeout: float = 300) -> subprocess.CompletedProcess:
+def run_bag(*args: str, timeout: float = 300, cwd=REPO) -> subprocess.CompletedProcess:
     """The command line a user types (module form of the `mde-ros` console script)."""
+    import os
+
     command = [sys.executable, "-m", "mde_ros.cli", "bag", *map(str, args)]
-    result = subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=REPO)
-    return result
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(REPO), os.environ.get("PYTHONPATH", "")])}
+    return subprocess.run(command, capture_output=True, text=True, timeout=timeout, cwd=cwd, env=env)
 
 
 def read_bag(path) -> dict[str, list[tuple[int, object]]]:

@@ -65,7 +65,11 @@ def process_bags(
     """Run every bag as a Ray task and return one row per bag, in input order."""
     import ray
 
-    outputs = output_paths(inputs, out_dir)
+    # Absolute paths: a task may run in another working directory (or on another machine that
+    # mounts the same shared file system).
+    given = [str(i) for i in inputs]
+    inputs = [str(Path(i).resolve()) for i in inputs]
+    outputs = output_paths(inputs, Path(out_dir).resolve())
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     started_here = not ray.is_initialized()
     if started_here:
@@ -79,7 +83,7 @@ def process_bags(
         )
         cpus = config.cpus_per_task
         refs = [task.remote(str(i), str(o), options, cpus) for i, o in zip(inputs, outputs, strict=True)]
-        return [_row(ray, str(i), str(o), ref) for i, o, ref in zip(inputs, outputs, refs, strict=True)]
+        return [_row(ray, i, str(o), ref) for i, o, ref in zip(given, outputs, refs, strict=True)]
     finally:
         if started_here:
             ray.shutdown()
@@ -96,6 +100,7 @@ def _init_arguments(config: FleetConfig) -> dict[str, Any]:
 
     package_root = str(Path(mde_ros.__file__).resolve().parents[1])
     arguments["num_cpus"] = max(1, round(config.workers * config.cpus_per_task))
+    arguments["object_store_memory"] = 128 * 1024**2  # tasks only return small summaries
     arguments["runtime_env"] = {"env_vars": {"PYTHONPATH": package_root}}
     return arguments
 

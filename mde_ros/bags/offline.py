@@ -95,11 +95,14 @@ class BagSummary:
     written: dict[str, int] = field(default_factory=dict)  # output topic -> messages
     model: str = ""
     backend: str = ""
-    elapsed_s: float = 0.0
+    elapsed_s: float = 0.0  # the whole run
+    load_s: float = 0.0  # of which model loading (ONNX export / engine build on first use)
 
     @property
     def frames_per_second(self) -> float:
-        return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
+        """Frames per second once the model is loaded (reading, inference and writing)."""
+        busy = self.elapsed_s - self.load_s
+        return self.frames / busy if busy > 0 else 0.0
 
 
 # --- topic selection ---------------------------------------------------------------------------
@@ -210,6 +213,7 @@ def process_bag(
         from ..pipeline_factory import build_pipeline
 
         pipeline = build_pipeline(options.params, estimator)
+        summary.load_s = time.monotonic() - started
         summary.model, summary.backend = pipeline.spec.name, pipeline.backend.describe()
         total = reader.topics[roles[ROLE_IMAGE]].msgcount
         bar = progress(total) if progress else nullcontext()

@@ -15,7 +15,7 @@ def summary_lines(summary: BagSummary) -> list[str]:
     written = s.metric + s.relative
     lines.append(
         f"frames: {s.frames} read, {written} with depth ({s.metric} metric, {s.relative} relative) "
-        f"in {s.elapsed_s:.1f} s ({s.frames_per_second:.2f} frames/s, model load included)"
+        f"in {s.elapsed_s:.1f} s ({s.load_s:.1f} s model load, then {s.frames_per_second:.2f} frames/s)"
     )
     if s.skipped:
         lines.append("skipped: " + ", ".join(f"{reason} {n}" for reason, n in sorted(s.skipped.items())))
