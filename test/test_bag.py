@@ -162,3 +162,92 @@ def check_with_mcap_reader(path, stamps: list[int]) -> None:
                 values = np.frombuffer(bytes(decoded.data), np.float32)
                 assert values.size == 640 * 480 and np.isfinite(values).mean() > 0.5
     assert depth_stamps == stamps
+
+
+# --- the node itself, over DDS, on the same frames ------------------------------------------------
+
+FIXED = {"scale.mode": "fixed", "scale.fixed_scale": 2.0, "scale.fixed_shift": 0.1}  # metric, stateless
+
+
+@pytest.mark.ros
+def test_bag_equals_the_node_over_dds(castel, tiny_onnx, tmp_path):
+    """The same castel frames published to depth_node (subprocess, Fast DDS) and run through
+    `mde-ros bag` with the same parameters give the same metres on depth/image (<= 1e-5)."""
+    import signal
+
+    from ros_helpers import (
+        NodeProcess,
+        RosClient,
+        camera_info,
+        node_command,
+        random_domain_id,
+        unique_namespace,
+    )
+    from std_msgs.msg import Header
+
+    from mde_ros.ros.image_conversion import image_msg, rgb_from_msg
+
+    source, output = tmp_path / "in", tmp_path / "out"
+    record_castel(source, castel, "mcap", compressed=False)
+    overrides = [item for k, v in FIXED.items() for item in ("-p", f"{k}:={v}")]
+    result = run_bag(source, "-o", output, "--model", tiny_onnx, "--backend", "onnxruntime", *overrides)
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert f"({FRAMES} metric, 0 relative)" in result.stdout and "scale over time: metric" in result.stdout
+    offline = {stamp_ns(m): array_from_msg(m) for _, m in read_bag(output)[f"{NAMESPACE}/depth/image"]}
+    assert len(offline) == FRAMES
+
+    inputs = read_bag(source)
+    domain, namespace = random_domain_id(), unique_namespace()
+    params = {"backend": "onnxruntime", "qos.input.reliability": "reliable", "qos.input.depth": 10, **FIXED}
+    node = NodeProcess(node_command(tiny_onnx, namespace, params), domain, tmp_path / "node.log")
+    client = RosClient(domain, namespace, outputs=("depth/image",))
+    try:
+        assert client.wait_connected(60), node.output()
+        infos = dict((stamp_ns(m), m) for _, m in inputs["/camera/camera_info"])
+        for _, msg in inputs["/camera/image_raw"]:  # one frame at a time: the node keeps the newest only
+            hdr = Header(frame_id=msg.header.frame_id)
+            hdr.stamp.sec, hdr.stamp.nanosec = msg.header.stamp.sec, msg.header.stamp.nanosec
+            k = infos[stamp_ns(msg)].k
+            client.info_pub.publish(camera_info(msg.width, msg.height, k[0], k[4], k[2], k[5], hdr))
+            client.image_pub.publish(image_msg(np.ascontiguousarray(rgb_from_msg(msg)), "rgb8", hdr))
+            stamp = stamp_ns(msg)
+            got = client.wait_for("depth/image", lambda m, s=stamp: stamp_ns(m) == s, timeout=60)
+            assert got is not None, node.output()
+            assert np.isfinite(offline[stamp]).mean() > 0.5
+            np.testing.assert_allclose(offline[stamp], array_from_msg(got), atol=1e-5, rtol=0)
+    finally:
+        client.close()
+        assert node.stop(signal.SIGINT) == 0, node.output()
+
+
+@pytest.mark.parametrize("sig", ["SIGINT", "SIGKILL"])
+def test_interrupted_run_leaves_no_bag_that_looks_complete(castel, tiny_onnx, tmp_path, sig):
+    """Ctrl-C removes the partial bag; even a kill -9 leaves nothing under the output name."""
+    import os
+    import signal
+    import time
+
+    from ros_helpers import wait_until
+
+    source, output = tmp_path / "in", tmp_path / "out"
+    record_castel(source, castel * 10, "mcap")  # 80 frames: far more than the run gets through
+    command = [sys.executable, "-m", "mde_ros.cli", "bag", str(source), "-o", str(output),
+               "--model", tiny_onnx, "--backend", "onnxruntime", "--points", "--colorized"]  # fmt: skip
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    try:
+        assert wait_until(lambda: list(tmp_path.glob(".out.partial-*/out/*.mcap")), timeout=120)
+        time.sleep(1.0)  # writing is under way
+        proc.send_signal(getattr(signal, sig))
+        _, stderr = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert not output.exists(), stderr[-2000:]
+    if sig == "SIGINT":
+        assert proc.returncode == 130, stderr[-2000:]
+        assert not list(tmp_path.glob(".out.partial-*")), "the partial bag was not removed"
+    else:  # killed outright: the partial folder stays hidden and has no metadata.yaml
+        assert not list(tmp_path.glob(".out.partial-*/out/metadata.yaml"))
