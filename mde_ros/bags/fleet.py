@@ -21,10 +21,8 @@ RETRIED_EXCEPTIONS = (OSError, MemoryError)
 
 @dataclass
 class FleetConfig:
-    address: str | None = None  # None: a local Ray instance; "auto" or "ray://host:10001": a cluster
-    workers: int = (
-        1  # local only: bags processed at once (= CPUs given to the local instance / cpus_per_task)
-    )
+    address: str | None = None  # None: $RAY_ADDRESS, else a local instance; "auto", "ray://host:10001"
+    workers: int = 1  # local only: bags at once (the local instance gets workers x cpus_per_task CPUs)
     cpus_per_task: float = 1.0
     gpus_per_task: float = 0.0
     retries: int = 1
@@ -90,9 +88,12 @@ def process_bags(
 
 
 def _init_arguments(config: FleetConfig) -> dict[str, Any]:
+    import os
+
     arguments: dict[str, Any] = {"include_dashboard": False, "log_to_driver": True}
-    if config.address:
-        arguments["address"] = config.address
+    address = config.address or os.environ.get("RAY_ADDRESS")  # set inside a submitted Ray job
+    if address:
+        arguments["address"] = address
         return arguments
     # A local instance sized to `workers` tasks; workers import this very package (also from a
     # source checkout that is not installed).
