@@ -251,3 +251,30 @@ def test_interrupted_run_leaves_no_bag_that_looks_complete(castel, tiny_onnx, tm
         assert not list(tmp_path.glob(".out.partial-*")), "the partial bag was not removed"
     else:  # killed outright: the partial folder stays hidden and has no metadata.yaml
         assert not list(tmp_path.glob(".out.partial-*/out/metadata.yaml"))
+
+
+def test_bad_frames_are_skipped_with_their_reasons(castel, tiny_onnx, tmp_path):
+    """An image before any CameraInfo and an undecodable CompressedImage are counted, not fatal."""
+    from bag_helpers import camera_info, header, image
+
+    from mde_ros.bags.writer import BagWriter
+
+    source, output = tmp_path / "in", tmp_path / "out"
+    frame = castel[0]
+    with BagWriter(source, "sqlite3") as writer:
+        writer.add_topic("/cam/image/compressed", "sensor_msgs/msg/CompressedImage")
+        writer.add_topic("/cam/camera_info", "sensor_msgs/msg/CameraInfo")
+        for i in range(4):
+            stamp = 10_000_000_000 + i * 100_000_000
+            hdr = header(stamp)
+            if i > 0:  # frame 0 comes before any CameraInfo
+                writer.write_message("/cam/camera_info", stamp, camera_info(frame.intrinsics, hdr))
+            msg = image(frame.rgb, hdr, compressed=True)
+            if i == 2:
+                msg.data = msg.data[: msg.data.size // 8]  # truncated JPEG
+            writer.write_message("/cam/image/compressed", stamp, msg)
+    result = run_bag(source, "-o", output, "--model", tiny_onnx, "--backend", "onnxruntime")
+    assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
+    assert "frames: 4 read, 2 with depth" in result.stdout, result.stdout
+    assert "skipped: no_camera_info 1, undecodable_image 1" in result.stdout, result.stdout
+    assert len(read_bag(output)["/cam/depth/relative"]) == 2
