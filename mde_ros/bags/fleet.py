@@ -61,7 +61,10 @@ def process_bags(
     inputs: list[str], out_dir: str | Path, options: BagOptions, config: FleetConfig
 ) -> list[BagRow]:
     """Run every bag as a Ray task and return one row per bag, in input order."""
-    import ray
+    try:
+        import ray
+    except ImportError as exc:
+        raise BagError("several bags run as Ray tasks: install Ray (pip install ray==2.60.0)") from exc
 
     # Absolute paths: a task may run in another working directory (or on another machine that
     # mounts the same shared file system).

@@ -215,27 +215,42 @@ def process_bag(
         pipeline = build_pipeline(options.params, estimator)
         summary.load_s = time.monotonic() - started
         summary.model, summary.backend = pipeline.spec.name, pipeline.backend.describe()
-        total = reader.topics[roles[ROLE_IMAGE]].msgcount
-        bar = progress(total) if progress else nullcontext()
-        with BagWriter(output_path, options.storage, options.compression, options.overwrite) as writer, bar:
-            run = _Run(pipeline, writer, roles, options, summary, bar if progress else None)
-            copied = _copied_topics(reader, options.copy, writer)
-            wanted = [c for c in reader.connections if c.topic in copied or c.topic in roles.values()]
-            for connection, timestamp, raw in _messages(reader, wanted, input_path):
-                if connection.topic in copied:
-                    writer.write(connection.topic, timestamp, raw)
-                role = run.role_of.get(connection.topic)
-                if role is not None:
-                    run.push(role, typestore().deserialize_cdr(raw, connection.msgtype), timestamp)
-            run.flush()
-            summary.written = dict(writer.counts)
-        pipeline.close()
+        try:
+            _run(reader, pipeline, roles, options, summary, output_path, input_path, progress)
+        finally:
+            pipeline.close()
     finally:
         reader.close()
     state = estimator.state
     summary.scale_message, summary.scale_counters = state.message, dict(state.counters)
     summary.elapsed_s = time.monotonic() - started
     return summary
+
+
+def _run(
+    reader: Any,
+    pipeline: DepthPipeline,
+    roles: dict[str, str],
+    options: BagOptions,
+    summary: BagSummary,
+    output_path: str | Path,
+    input_path: str | Path,
+    progress: Callable[[int], Any] | None,
+) -> None:
+    total = reader.topics[roles[ROLE_IMAGE]].msgcount
+    bar = progress(total) if progress else nullcontext()
+    with BagWriter(output_path, options.storage, options.compression, options.overwrite) as writer, bar:
+        run = _Run(pipeline, writer, roles, options, summary, bar if progress else None)
+        copied = _copied_topics(reader, options.copy, writer)
+        wanted = [c for c in reader.connections if c.topic in copied or c.topic in roles.values()]
+        for connection, timestamp, raw in _messages(reader, wanted, input_path):
+            if connection.topic in copied:
+                writer.write(connection.topic, timestamp, raw)
+            role = run.role_of.get(connection.topic)
+            if role is not None:
+                run.push(role, typestore().deserialize_cdr(raw, connection.msgtype), timestamp)
+        run.flush()
+        summary.written = dict(writer.counts)
 
 
 def open_bag(path: str | Path) -> Any:
