@@ -74,7 +74,15 @@ def process_bags(
     Path(out_dir).mkdir(parents=True, exist_ok=True)
     started_here = not ray.is_initialized()
     if started_here:
-        ray.init(**_init_arguments(config))
+        arguments = _init_arguments(config)
+        try:
+            ray.init(**arguments)
+        except ConnectionError as exc:
+            raise BagError(
+                f"cannot reach the Ray cluster at {arguments['address']} ({exc}); on a cluster node or in a "
+                "Ray job use --ray-address auto; an explicit address with Ray's token authentication "
+                "also needs RAY_AUTH_MODE=token"
+            ) from exc
     try:
         task = ray.remote(process_one).options(
             num_cpus=config.cpus_per_task,
