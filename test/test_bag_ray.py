@@ -38,5 +38,6 @@ def test_ray_fan_out_with_a_corrupt_bag(tiny_onnx, tmp_path):
     assert rows["drive_c"].split()[1] == "FAILED" and "BagError" in rows["drive_c"], rows["drive_c"]
     assert "drive_c" in rows["drive_c"].split("BagError", 1)[1]  # the error names the bag
     assert "2 of 3 bags done, 1 failed" in result.stdout
+    assert "3/3" in result.stderr and "bag/s" in result.stderr  # progress over bags
     assert not (out / "drive_c").exists()  # no output that looks complete for the failed bag
     assert not list(out.glob(".*partial*"))

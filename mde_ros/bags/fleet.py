@@ -7,6 +7,8 @@ distribution over machines; this module only maps bags to tasks and collects one
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -58,9 +60,16 @@ def process_one(input_path: str, output_path: str, options: BagOptions, cpus: fl
 
 
 def process_bags(
-    inputs: list[str], out_dir: str | Path, options: BagOptions, config: FleetConfig
+    inputs: list[str],
+    out_dir: str | Path,
+    options: BagOptions,
+    config: FleetConfig,
+    progress: Callable[[int], Any] | None = None,
 ) -> list[BagRow]:
-    """Run every bag as a Ray task and return one row per bag, in input order."""
+    """Run every bag as a Ray task and return one row per bag, in input order.
+
+    `progress(total_bags)` may return a progress bar (`update(n)`, a context manager), advanced as
+    bags finish in any order."""
     try:
         import ray
     except ImportError as exc:
@@ -92,7 +101,7 @@ def process_bags(
         )
         cpus = config.cpus_per_task
         refs = [task.remote(str(i), str(o), options, cpus) for i, o in zip(inputs, outputs, strict=True)]
-        return [_row(ray, i, str(o), ref) for i, o, ref in zip(given, outputs, refs, strict=True)]
+        return _collect(ray, refs, given, outputs, progress)
     finally:
         if started_here:
             ray.shutdown()
@@ -111,10 +120,29 @@ def _init_arguments(config: FleetConfig) -> dict[str, Any]:
     import mde_ros
 
     package_root = str(Path(mde_ros.__file__).resolve().parents[1])
+    arguments["address"] = "local"  # a new instance, even if another one runs on this machine
     arguments["num_cpus"] = max(1, round(config.workers * config.cpus_per_task))
     arguments["object_store_memory"] = 128 * 1024**2  # tasks only return small summaries
     arguments["runtime_env"] = {"env_vars": {"PYTHONPATH": package_root}}
     return arguments
+
+
+def _collect(
+    ray: Any, refs: list[Any], inputs: list[str], outputs: list[Path], progress: Callable[[int], Any] | None
+) -> list[BagRow]:
+    """Rows in input order, gathered as the tasks finish."""
+    index = {ref: i for i, ref in enumerate(refs)}
+    rows: list[BagRow | None] = [None] * len(refs)
+    pending = list(refs)
+    with progress(len(refs)) if progress else nullcontext() as bar:
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            for ref in done:
+                i = index[ref]
+                rows[i] = _row(ray, inputs[i], str(outputs[i]), ref)
+                if bar is not None:
+                    bar.update(1)
+    return [row for row in rows if row is not None]
 
 
 def _row(ray: Any, input_path: str, output_path: str, ref: Any) -> BagRow:

@@ -142,7 +142,7 @@ def _run_many(args: argparse.Namespace, options) -> int:
     from ..bags.report import fleet_table
 
     config = FleetConfig(args.ray_address, args.workers, args.cpus_per_task, args.gpus_per_task, args.retries)
-    rows = process_bags(args.inputs, args.output, options, config)
+    rows = process_bags(args.inputs, args.output, options, config, progress=_bag_progress_bar)
     print(fleet_table(rows))
     return 0 if all(row.ok for row in rows) else 1
 
@@ -151,3 +151,9 @@ def _progress_bar(total: int):
     from tqdm import tqdm
 
     return tqdm(total=total, unit="frame", desc="depth", dynamic_ncols=True)
+
+
+def _bag_progress_bar(total: int):
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="bag", desc="bags", dynamic_ncols=True)
