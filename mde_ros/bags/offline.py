@@ -49,6 +49,8 @@ OUTPUTS = {
     "colorized": "depth/colorized",
 }
 ROLE_IMAGE, ROLE_INFO, ROLE_POSE, ROLE_SPARSE = "image", "camera_info", "pose", "sparse_points"
+# Messages held for re-ordering at most (bounds memory when stamps do not advance, e.g. all zero).
+MAX_PENDING = 256
 
 
 @dataclass
@@ -315,22 +317,15 @@ class _Run:
         summary: BagSummary,
         bar: Any,
     ) -> None:
-        self.pipeline, self.writer, self.options, self.summary, self.bar = (
-            pipeline,
-            writer,
-            options,
-            summary,
-            bar,
-        )
+        self.pipeline, self.writer, self.summary, self.bar = pipeline, writer, summary, bar
+        self.options = options
         self.params = options.params
         self.role_of = {topic: role for role, topic in roles.items()}
         trajectory = self.params["scale.mode"] == "trajectory"
         self.lookahead = float(self.params["scale.max_pose_gap"]) if trajectory else 0.0
-        namespace = (
-            options.namespace
-            if options.namespace is not None
-            else namespace_of(camera_base(roles[ROLE_IMAGE]))
-        )
+        namespace = options.namespace
+        if namespace is None:
+            namespace = namespace_of(camera_base(roles[ROLE_IMAGE]))
         self.out = {key: f"{namespace.rstrip('/')}/{name}" for key, name in OUTPUTS.items()}
         self.qos = [qos_profile(self.params["qos.output.reliability"], self.params["qos.output.depth"])]
         self.heap: list[tuple[float, int, int, str, Any, int]] = []
@@ -348,7 +343,8 @@ class _Run:
         heapq.heappush(self.heap, (key, int(is_image), self.sequence, role, msg, timestamp))
         self.sequence += 1
         self.newest = max(self.newest, stamp)
-        while self.heap and self.heap[0][0] < self.newest - self.options.reorder_window:
+        window = self.options.reorder_window
+        while self.heap and (self.heap[0][0] < self.newest - window or len(self.heap) > MAX_PENDING):
             self._release(*heapq.heappop(self.heap)[3:])
 
     def flush(self) -> None:
