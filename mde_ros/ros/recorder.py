@@ -19,6 +19,7 @@ from ..bags.writer import BagWriter, qos_profile
 RECORDED = {
     "image": "sensor_msgs/msg/Image",
     "camera_info": "sensor_msgs/msg/CameraInfo",
+    "sparse_points": "sensor_msgs/msg/PointCloud2",  # scale input: `mde-ros bag` can replay the demo
     "depth/image": "sensor_msgs/msg/Image",
     "depth/camera_info": "sensor_msgs/msg/CameraInfo",
     "depth/colorized": "sensor_msgs/msg/Image",
@@ -61,7 +62,7 @@ class Recorder(Node):
         inputs = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
         outputs = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         for topic, type_name in RECORDED.items():
-            qos = inputs if topic in ("image", "camera_info") else outputs
+            qos = inputs if topic in ("image", "camera_info", "sparse_points") else outputs
             self.stats.counts[topic] = 0
             self.create_subscription(
                 _message_class(type_name),
