@@ -24,6 +24,7 @@ COMMANDS = {
     "eval": ("evaluate", "AbsRel, RMSE, delta accuracies against ground truth"),
     "eval-scale": ("eval_scale", "metric scale recovery accuracy and jitter"),
     "models": ("models", "list registry models and where their weights go"),
+    "bag": ("bag", "depth for recorded rosbag2 bags (MCAP, sqlite3); many bags as Ray tasks"),
 }
 
 

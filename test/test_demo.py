@@ -28,10 +28,14 @@ def test_demo_records_what_the_node_publishes(tmp_path, tiny_onnx):
     assert "=== mde_ros demo ===" in result.stdout
     counts: dict[str, int] = {}
     depth_schema = None
-    with open(out / "demo.mcap", "rb") as handle:
+    # A rosbag2 bag: metadata.yaml and the publisher's QoS profile per channel.
+    metadata = (out / "bag" / "metadata.yaml").read_text()
+    assert "offered_qos_profiles" in metadata and "/depth/image" in metadata
+    with open(out / "bag" / "bag.mcap", "rb") as handle:
         reader = make_reader(handle)
         for schema, channel, message in reader.iter_messages():
             counts[channel.topic] = counts.get(channel.topic, 0) + 1
+            assert "offered_qos_profiles" in channel.metadata
             if channel.topic == "/depth/image":
                 depth_schema, depth_bytes = schema, message.data
     assert counts.get("/image", 0) == 30 and counts.get("/camera_info", 0) >= 25

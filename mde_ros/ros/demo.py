@@ -120,4 +120,5 @@ def _print_summary(recorder: Recorder, player, elapsed: float, output: Path, ply
         if any(word in key for word in ("backend", "model", "status", "scale", "dropped", "latency")):
             print(f"  {key}: {diag[key]}")
     print(f"outputs: {', '.join(f'{t} x{n}' for t, n in stats.counts.items())}")
-    print(f"written: {output / 'demo.mcap'}, {output / 'colorized'}/*.png" + (f", {ply}" if ply else ""))
+    written = f"{recorder.bag_path} (rosbag2, MCAP), {output / 'colorized'}/*.png"
+    print(f"written: {written}" + (f", {ply}" if ply else ""))

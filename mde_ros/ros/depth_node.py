@@ -30,12 +30,14 @@ from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 from ..config import NodeConfig, ScaleConfig, with_values
 from ..errors import InvalidInputError, MdeRosError
 from ..geometry.intrinsics import CameraIntrinsics
-from ..pipeline import DepthPipeline, Frame, lap_ms
+from ..pipeline import Frame, lap_ms
+from ..pipeline_factory import build_pipeline
 from ..processing import colorize
 from ..scale.base import ScaleEstimator
 from ..scale.factory import create_estimator
 from . import diagnostics as diag
-from .image_conversion import ImageInputError, ImageWriter, rgb_from_msg
+from .camera_info import check_image_size, intrinsics_from_info
+from .image_conversion import ImageWriter, rgb_from_msg
 from .node_help import help_text, wants_help
 from .parameters import PARAMETERS, declare_all, node_config, validate
 from .pointcloud import CloudPacker
@@ -73,19 +75,6 @@ def create_scale_estimator(config: ScaleConfig) -> ScaleEstimator:
         return create_estimator(config)
     except ValueError as exc:  # the factory names the bad parameter
         raise StartupError(f"invalid scale parameters: {exc}") from exc
-
-
-def build_pipeline(settings: NodeConfig, scale: ScaleEstimator) -> DepthPipeline:
-    from ..inference.factory import create_backend
-    from ..models.resolve import resolve_onnx
-
-    m = settings.model
-    engine_dir = m.engine_dir or None
-    onnx_path = resolve_onnx(m.model, engine_dir)
-    backend = create_backend(
-        m.backend, onnx_path, threads=m.threads, engine_dir=engine_dir, input_size=m.input_size or None
-    )
-    return DepthPipeline(backend, m.input_size or None, scale=scale, depth_max=settings.depth.max)
 
 
 class DepthNode(Node):
@@ -228,18 +217,8 @@ class DepthNode(Node):
     def _intrinsics(self, info: CameraInfo, width: int, height: int) -> CameraIntrinsics:
         cached = self._intrinsics_cache
         if cached is None or cached[0] is not info:
-            try:
-                intrinsics = CameraIntrinsics.from_camera_info(info.k, info.p, info.width, info.height)
-                intrinsics = intrinsics.validate()
-            except InvalidInputError as exc:
-                raise ImageInputError("camera_info_invalid", f"CameraInfo is unusable: {exc}") from exc
-            self._intrinsics_cache = cached = (info, intrinsics)
-        if not cached[1].matches(width, height):
-            raise ImageInputError(
-                "camera_info_size_mismatch",
-                f"CameraInfo is {info.width}x{info.height} but the image is {width}x{height}",
-            )
-        return cached[1]
+            self._intrinsics_cache = cached = (info, intrinsics_from_info(info))
+        return check_image_size(cached[1], width, height)
 
     def _wanted_outputs(self, s: NodeConfig) -> dict[str, bool]:
         return {

@@ -23,12 +23,14 @@ _DATATYPES = {1: "i1", 2: "u1", 3: "i2", 4: "u2", 5: "i4", 6: "u4", 7: "f4", 8: 
 _FLOAT32 = 7
 
 
-def point_fields() -> list[Any]:
-    """PointFields describing POINT_DTYPE (x, y, z, rgb as float32 at offsets 0, 4, 8, 12)."""
-    from sensor_msgs.msg import PointField
+def point_fields(field_type: Any = None) -> list[Any]:
+    """PointFields describing POINT_DTYPE (x, y, z, rgb as float32 at offsets 0, 4, 8, 12);
+    `field_type` is another PointField class (e.g. rosbags') instead of rclpy's."""
+    if field_type is None:
+        from sensor_msgs.msg import PointField as field_type
 
     return [
-        PointField(name=name, offset=POINT_DTYPE.fields[name][1], datatype=_FLOAT32, count=1)
+        field_type(name=name, offset=POINT_DTYPE.fields[name][1], datatype=_FLOAT32, count=1)
         for name in POINT_DTYPE.names
     ]
 

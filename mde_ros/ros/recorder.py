@@ -1,5 +1,6 @@
-"""Records what the depth node publishes: an MCAP bag (ROS 2 CDR, readable by Foxglove and the
-rosbag2 MCAP plugin), colorized depth PNGs, the last point cloud as PLY, and summary figures."""
+"""Records what the depth node publishes: a rosbag2 bag (MCAP storage, metadata.yaml and the
+publishers' QoS profiles; `ros2 bag play`, Foxglove and `mde-ros bag` read it), colorized depth PNGs,
+the last point cloud as PLY, and summary figures."""
 
 from __future__ import annotations
 
@@ -12,12 +13,13 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from rclpy.serialization import deserialize_message
 
-from .msgdefs import message_definition
+from ..bags.writer import BagWriter, qos_profile
 
 # topic -> ROS type name (relative topics resolve in the recorder's namespace, like the node's).
 RECORDED = {
     "image": "sensor_msgs/msg/Image",
     "camera_info": "sensor_msgs/msg/CameraInfo",
+    "sparse_points": "sensor_msgs/msg/PointCloud2",  # scale input: `mde-ros bag` can replay the demo
     "depth/image": "sensor_msgs/msg/Image",
     "depth/camera_info": "sensor_msgs/msg/CameraInfo",
     "depth/colorized": "sensor_msgs/msg/Image",
@@ -45,29 +47,22 @@ class RecordingStats:
 class Recorder(Node):
     def __init__(self, output: Path, max_pngs: int = 30) -> None:
         super().__init__("mde_ros_recorder")
-        from mcap.writer import CompressionType, Writer
-
         self.output = output
         output.mkdir(parents=True, exist_ok=True)
         (output / "colorized").mkdir(exist_ok=True)
         self.max_pngs = max_pngs
         self.stats = RecordingStats()
-        self._bag_file = open(output / "demo.mcap", "wb")
-        # LZ4, not the default zstd: a 640x480 stream is ~35 MB/s of clouds and images, and a
-        # recorder that falls behind makes reliable writers replace unacknowledged samples.
-        self.writer = Writer(self._bag_file, compression=CompressionType.LZ4)
-        self.writer.start(profile="ros2", library="mde_ros recorder")
+        # Uncompressed: a 640x480 stream is ~35 MB/s of clouds and images, and a recorder that
+        # falls behind makes reliable writers replace unacknowledged samples.
+        self.bag_path = output / "bag"
+        self.writer = BagWriter(self.bag_path, "mcap", overwrite=True)
         self.last_cloud = None
-        self.channels: dict[str, int] = {}
         # Best effort takes messages from reliable and best-effort publishers alike (cameras often
         # publish camera_info best effort); the node's outputs are reliable by default.
         inputs = QoSProfile(depth=50, reliability=ReliabilityPolicy.BEST_EFFORT)
         outputs = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         for topic, type_name in RECORDED.items():
-            qos = inputs if topic in ("image", "camera_info") else outputs
-            schema = self.writer.register_schema(type_name, "ros2msg", message_definition(type_name).encode())
-            resolved = self.resolve_topic_name(topic)
-            self.channels[topic] = self.writer.register_channel(resolved, "cdr", schema)
+            qos = inputs if topic in ("image", "camera_info", "sparse_points") else outputs
             self.stats.counts[topic] = 0
             self.create_subscription(
                 _message_class(type_name),
@@ -81,7 +76,10 @@ class Recorder(Node):
         now = time.time_ns()
         count = self.stats.counts[topic]
         self.stats.counts[topic] = count + 1
-        self.writer.add_message(self.channels[topic], now, data, now, count)
+        resolved = self.resolve_topic_name(topic)
+        if not self.writer.has_topic(resolved):  # first message: the publisher's QoS is known now
+            self.writer.add_topic(resolved, RECORDED[topic], self._offered_qos(resolved))
+        self.writer.write(resolved, now, data)
         if topic == "depth/image":
             self._on_depth(deserialize_message(data, _message_class(RECORDED[topic])), now)
         elif topic == "depth/colorized" and count < self.max_pngs:
@@ -90,6 +88,13 @@ class Recorder(Node):
             self.last_cloud = data
         elif topic == "/diagnostics":
             self._on_diagnostics(deserialize_message(data, _message_class(RECORDED[topic])))
+
+    def _offered_qos(self, topic: str) -> list:
+        """The publishers' QoS as rosbag2 records it (`ros2 bag play` republishes with it)."""
+        return [
+            qos_profile(q.reliability.name, q.depth, q.durability.name, q.history.name)
+            for q in (info.qos_profile for info in self.get_publishers_info_by_topic(topic))
+        ]
 
     def _on_depth(self, msg, now_ns: int) -> None:
         stamp_ns = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
@@ -116,8 +121,7 @@ class Recorder(Node):
 
     def finish(self) -> Path | None:
         """Close the bag and write the last cloud as PLY; returns the PLY path if any."""
-        self.writer.finish()
-        self._bag_file.close()
+        self.writer.close()
         if self.last_cloud is None:
             return None
         from ..geometry.ply import write_ply

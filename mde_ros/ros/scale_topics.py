@@ -1,7 +1,9 @@
 """Subscriptions that feed the scale estimator: `odom` / `pose` (trajectory mode), `sparse_points`.
 
 Only message -> numpy conversion happens here; validation (NaN, quaternions, stamp order) is in
-the ROS-free estimators, which count every rejection for diagnostics.
+the ROS-free estimators, which count every rejection for diagnostics. `feed_pose` and
+`feed_sparse_points` are duck-typed (rclpy and rosbags messages alike): the node's callbacks and
+`mde-ros bag` feed the estimators through the same two functions.
 """
 
 from __future__ import annotations
@@ -24,6 +26,26 @@ def pose_arrays(pose: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.array([p.x, p.y, p.z], np.float64), np.array([q.x, q.y, q.z, q.w], np.float64)
 
 
+def feed_pose(estimator: Any, msg: Any, pose_type: str) -> None:
+    """nav_msgs/Odometry (`odom`) or geometry_msgs/PoseStamped (`pose`) -> estimator.add_pose."""
+    pose = msg.pose.pose if pose_type == "odom" else msg.pose
+    estimator.add_pose(stamp_seconds(msg.header.stamp), *pose_arrays(pose))
+
+
+def feed_sparse_points(estimator: Any, msg: Any) -> str | None:
+    """sensor_msgs/PointCloud2 -> estimator.add_sparse_points; a malformed cloud is counted
+    (the last good one is kept) and its problem returned."""
+    from .pointcloud import xyz_from_cloud
+
+    try:
+        points = xyz_from_cloud(msg).reshape(-1, 3)
+    except (ValueError, KeyError, IndexError) as exc:
+        estimator.count("bad_point_cloud")
+        return str(exc)
+    estimator.add_sparse_points(stamp_seconds(msg.header.stamp), points)
+    return None
+
+
 def attach_scale_inputs(node: Any, estimator: Any, config: ScaleConfig, qos: Any) -> list[Any]:
     """Create the subscriptions the estimator's mode needs (relative topic names); returns them."""
     subscriptions = []
@@ -32,29 +54,23 @@ def attach_scale_inputs(node: Any, estimator: Any, config: ScaleConfig, qos: Any
             from geometry_msgs.msg import PoseStamped
 
             def on_pose(msg: PoseStamped) -> None:
-                estimator.add_pose(stamp_seconds(msg.header.stamp), *pose_arrays(msg.pose))
+                feed_pose(estimator, msg, "pose")
 
             subscriptions.append(node.create_subscription(PoseStamped, "pose", on_pose, qos))
         else:
             from nav_msgs.msg import Odometry
 
             def on_odom(msg: Odometry) -> None:
-                estimator.add_pose(stamp_seconds(msg.header.stamp), *pose_arrays(msg.pose.pose))
+                feed_pose(estimator, msg, "odom")
 
             subscriptions.append(node.create_subscription(Odometry, "odom", on_odom, qos))
     if hasattr(estimator, "add_sparse_points"):
         from sensor_msgs.msg import PointCloud2
 
-        from .pointcloud import xyz_from_cloud
-
         def on_points(msg: PointCloud2) -> None:
-            try:
-                points = xyz_from_cloud(msg).reshape(-1, 3)
-            except (ValueError, KeyError) as exc:  # malformed cloud: count it, keep the last good one
-                estimator.count("bad_point_cloud")
-                node.get_logger().warning(f"sparse_points: {exc}", throttle_duration_sec=5.0)
-                return
-            estimator.add_sparse_points(stamp_seconds(msg.header.stamp), points)
+            problem = feed_sparse_points(estimator, msg)
+            if problem:
+                node.get_logger().warning(f"sparse_points: {problem}", throttle_duration_sec=5.0)
 
         subscriptions.append(node.create_subscription(PointCloud2, "sparse_points", on_points, qos))
     return subscriptions
