@@ -159,7 +159,7 @@ def from_flat(cls: type, values: dict[str, Any], prefix: str = "") -> Any:
 
     A name `cls` does not have raises ValueError (a typo must not silently become a default).
     """
-    values = _dotted(values)
+    values = dotted(values)
     known = {s.name for s in settings(cls)}
     unknown = sorted(set(values) - known)
     if unknown:
@@ -192,11 +192,11 @@ def _build(cls: type, values: dict[str, Any], prefix: str) -> Any:
     return cls(**kwargs)
 
 
-def _dotted(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
+def dotted(values: dict[str, Any], prefix: str = "") -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in values.items():
         if isinstance(value, dict):
-            out.update(_dotted(value, f"{prefix}{key}."))
+            out.update(dotted(value, f"{prefix}{key}."))
         else:
             out[f"{prefix}{key}"] = value
     return out

@@ -59,13 +59,14 @@ def pipeline_depths(input_bag, model: str, params: dict) -> dict[int, tuple[np.n
     from mde_ros.pipeline_factory import build_pipeline
     from mde_ros.ros.camera_info import check_image_size, intrinsics_from_info
     from mde_ros.ros.image_conversion import rgb_from_msg
-    from mde_ros.ros.parameters import scale_config
+    from mde_ros.ros.parameters import node_config
     from mde_ros.scale.factory import create_estimator
 
     values = node_parameters(
         REPO / "config" / "depth.yaml", [f"{k}:={v}" for k, v in {"model": model, **params}.items()]
     )
-    pipeline = build_pipeline(values, create_estimator(scale_config(values)))
+    settings = node_config(values)
+    pipeline = build_pipeline(settings, create_estimator(settings.scale))
     depths, info = {}, None
     for topic, items in sorted(read_bag(input_bag).items(), key=lambda kv: "image" in kv[0]):
         for _, msg in items:

@@ -8,8 +8,8 @@ from typing import Any
 
 import yaml
 
+from ..config import dotted
 from ..ros.parameters import BY_NAME, PARAMETERS, validate
-from ..scale.factory import flatten
 from .writer import BagError
 
 
@@ -45,7 +45,7 @@ def _from_params_file(path: Path) -> dict[str, Any]:
         raise BagError(f"cannot read params file {path}: {exc}") from exc
     for entry in content.values() if isinstance(content, dict) else ():
         if isinstance(entry, dict) and isinstance(entry.get("ros__parameters"), dict):
-            return flatten(entry["ros__parameters"])
+            return dotted(entry["ros__parameters"])
     raise BagError(f"{path} has no `<node>: ros__parameters:` section")
 
 
