@@ -112,7 +112,7 @@ def wait_until(predicate: Callable[[], bool], timeout: float, period: float = 0.
 class RosClient:
     """A test-side rclpy node: publishes image + camera_info, records every output topic."""
 
-    OUTPUTS = ("depth/image", "depth/camera_info", "depth/points", "depth/colorized")
+    OUTPUTS = ("depth/image", "depth/camera_info", "depth/points", "depth/colorized", "depth/relative")
 
     def __init__(self, domain_id: int, namespace: str, outputs: tuple[str, ...] = OUTPUTS) -> None:
         import rclpy
@@ -133,7 +133,7 @@ class RosClient:
         self.received: dict[str, list[tuple[float, Any]]] = {}
         self.subs = []
         types = {"depth/image": Image, "depth/camera_info": CameraInfo, "depth/points": PointCloud2}
-        types["depth/colorized"] = Image
+        types["depth/colorized"] = types["depth/relative"] = Image
         for topic in outputs:
             self._subscribe(types[topic], topic, reliable)
         self._subscribe(DiagnosticArray, "/diagnostics", QoSProfile(depth=100))

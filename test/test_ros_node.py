@@ -28,7 +28,6 @@ from ros_helpers import (
 )
 
 from mde_ros.ros.image_conversion import array_from_msg, image_msg
-from mde_ros.ros.pointcloud import cloud_array, unpack_rgb
 
 H, W = 120, 160
 FX, FY, CX, CY = 110.0, 105.0, 79.5, 59.5
@@ -79,7 +78,7 @@ def stamped(stamp: float):
 def test_no_camera_info_gives_no_output_and_a_warning(ros):
     node, client = ros
     stamp = send(client, info=False)
-    assert client.wait_for("depth/image", stamped(stamp), timeout=1.5) is None
+    assert client.wait_for("depth/relative", stamped(stamp), timeout=1.5) is None
     assert node.wait_for_output("no CameraInfo received on"), node.output()
     diag = client.fresh_diagnostics(NODE)
     assert diag["pipeline"]["message"].startswith("waiting for CameraInfo"), diag
@@ -88,18 +87,18 @@ def test_no_camera_info_gives_no_output_and_a_warning(ros):
 
 @pytest.mark.ros
 def test_output_contract(ros):
+    """Relative model, no scale (the defaults): unit-less depth on depth/relative only (REP 118)."""
     _, client = ros
     rgb = make_image(H, W, seed=3)
     stamp = send(client, rgb)
-    depth_msg = client.wait_for("depth/image", stamped(stamp))
-    assert depth_msg is not None, "no depth/image"
-    assert (depth_msg.encoding, depth_msg.height, depth_msg.width) == ("32FC1", H, W)
-    assert depth_msg.header.frame_id == FRAME
-    depth = array_from_msg(depth_msg)
+    relative_msg = client.wait_for("depth/relative", stamped(stamp))
+    assert relative_msg is not None, "no depth/relative"
+    assert (relative_msg.encoding, relative_msg.height, relative_msg.width) == ("32FC1", H, W)
+    assert relative_msg.header.frame_id == FRAME
+    depth = array_from_msg(relative_msg)
     finite = np.isfinite(depth)
     assert finite.mean() > 0.5 and (depth[finite] > 0).all()
-    # relative model, no scale: unit-less depth normalised to a median of ~1 (a sampled median)
-    assert 0.5 < np.nanmedian(depth) < 2.0
+    assert 0.5 < np.nanmedian(depth) < 2.0  # unit-less, normalised to a median of ~1 (a sampled median)
 
     info = client.wait_for("depth/camera_info", stamped(stamp))
     assert info is not None and info.header.frame_id == FRAME
@@ -109,39 +108,9 @@ def test_output_contract(ros):
     assert (colorized.encoding, colorized.height, colorized.width) == ("bgr8", H, W)
     assert colorized.header.frame_id == FRAME
     assert array_from_msg(colorized)[finite].max() > 0
-
-    cloud_msg = client.wait_for("depth/points", stamped(stamp))
-    assert (cloud_msg.height, cloud_msg.width, cloud_msg.is_dense) == (H, W, False)
-    assert cloud_msg.header.frame_id == FRAME
-    cloud = cloud_array(cloud_msg)
-    v, u = np.mgrid[0:H, 0:W]
-    np.testing.assert_allclose(cloud["z"][finite], depth[finite], rtol=1e-6)
-    np.testing.assert_allclose(cloud["x"][finite], ((u - CX) * depth / FX)[finite], rtol=1e-5, atol=1e-6)
-    np.testing.assert_allclose(cloud["y"][finite], ((v - CY) * depth / FY)[finite], rtol=1e-5, atol=1e-6)
-    assert np.isnan(cloud["x"][~finite]).all()
-    np.testing.assert_array_equal(unpack_rgb(cloud["rgb"]), rgb)
-
-
-@pytest.mark.ros
-def test_dynamic_stride_and_max_range(ros):
-    _, client = ros
-    results = client.set_parameters(NODE, {"points.stride": 3, "points.max_range": 1.0})
-    assert all(r.successful for r in results), results
-    try:
-        stamp = send(client)
-        cloud_msg = client.wait_for("depth/points", stamped(stamp))
-        depth = array_from_msg(client.wait_for("depth/image", stamped(stamp)))
-        assert (cloud_msg.height, cloud_msg.width) == (40, 54)  # ceil(120/3), ceil(160/3)
-        cloud = cloud_array(cloud_msg)
-        z = depth[::3, ::3]
-        keep = np.isfinite(z) & (z <= 1.0)
-        assert keep.any() and (~keep).any()
-        np.testing.assert_allclose(cloud["z"][keep], z[keep], rtol=1e-6)
-        assert np.isnan(cloud["z"][~keep]).all()  # beyond max_range: NaN, organized layout kept
-        _, u = np.mgrid[0:H:3, 0:W:3]
-        np.testing.assert_allclose(cloud["x"][keep], ((u - CX) * z / FX)[keep], rtol=1e-5, atol=1e-6)
-    finally:
-        client.set_parameters(NODE, {"points.stride": 1, "points.max_range": 0.0})
+    # the metres topics stay silent: nothing unit-less on them, ever
+    assert client.wait_for("depth/image", timeout=0.5) is None
+    assert client.wait_for("depth/points", timeout=0.1) is None
 
 
 @pytest.mark.ros
@@ -159,18 +128,19 @@ def test_parameter_rejection_through_set_parameters_service(ros):
 
 
 @pytest.mark.ros
-def test_relative_publish_false_publishes_nothing_until_metric(ros):
+def test_relative_publish_false_silences_depth_relative(ros):
     _, client = ros
     (ok,) = client.set_parameters(NODE, {"relative.publish": False})
     assert ok.successful
     try:
         stamp = send(client)
-        assert client.wait_for("depth/image", stamped(stamp), timeout=1.5) is None
-        assert client.wait_for("depth/points", stamped(stamp), timeout=0.1) is None
+        assert client.wait_for("depth/colorized", stamped(stamp)) is not None
+        assert client.wait_for("depth/relative", stamped(stamp), timeout=1.0) is None
+        assert client.wait_for("depth/image", stamped(stamp), timeout=0.1) is None
     finally:
         client.set_parameters(NODE, {"relative.publish": True})
     stamp = send(client)
-    assert client.wait_for("depth/image", stamped(stamp)) is not None
+    assert client.wait_for("depth/relative", stamped(stamp)) is not None
 
 
 def _bad_image(**fields):
@@ -210,8 +180,8 @@ def test_bad_input_is_counted_and_node_keeps_serving(ros, reason, bad, log):
     bad_stamp = send(client, **bad)
     time.sleep(0.3)  # let the worker take the bad frame before the good one replaces it
     good_stamp = send(client)
-    assert client.wait_for("depth/image", stamped(good_stamp)) is not None, node.output()
-    assert client.wait_for("depth/image", stamped(bad_stamp), timeout=0.1) is None
+    assert client.wait_for("depth/relative", stamped(good_stamp)) is not None, node.output()
+    assert client.wait_for("depth/relative", stamped(bad_stamp), timeout=0.1) is None
     assert node.wait_for_output(log), node.output()
 
     def counted() -> bool:
@@ -248,8 +218,8 @@ def test_overload_drops_frames_and_bounds_latency(tiny_onnx, tmp_path):
     """A model much slower than the camera: older frames are dropped, latency stays ~1 frame."""
     domain, namespace = random_domain_id(), unique_namespace()
     node = NodeProcess(node_command(tiny_onnx, namespace, {"input_size": 518}), domain, tmp_path / "node.log")
-    # Only depth/image is subscribed: the cloud and colour map work must be skipped.
-    client = RosClient(domain, namespace, outputs=("depth/image",))
+    # Only depth/relative is subscribed: the cloud and colour map work must be skipped.
+    client = RosClient(domain, namespace, outputs=("depth/relative",))
     try:
         assert client.wait_connected(60), node.output()
         published: dict[tuple[int, int], float] = {}
@@ -262,10 +232,10 @@ def test_overload_drops_frames_and_bounds_latency(tiny_onnx, tmp_path):
             published[(hdr.stamp.sec, hdr.stamp.nanosec)] = time.monotonic()
             time.sleep(0.02)  # 50 Hz camera
         last = header(5000.0 + 59 * 0.02, FRAME)
-        assert client.wait_for("depth/image", lambda m: m.header.stamp == last.stamp, timeout=10), (
+        assert client.wait_for("depth/relative", lambda m: m.header.stamp == last.stamp, timeout=10), (
             node.output()
         )
-        received = client.received["depth/image"]
+        received = client.received["depth/relative"]
         assert len(received) < 40, "the node processed (almost) every frame: no overload happened"
         latencies = [t - published[(m.header.stamp.sec, m.header.stamp.nanosec)] for t, m in received]
         per_frame = min(latencies)

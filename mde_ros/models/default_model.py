@@ -141,21 +141,22 @@ def ensure_default_onnx(engine_dir: Path | str | None = None, weights: Path | No
             return target
         except Exception as exc:  # a truncated or foreign file: rebuild it
             log.warning("rebuilding %s: %s", target, exc)
+    from ..logsteps import long_step
     from .export import export_onnx
 
     folder.mkdir(parents=True, exist_ok=True)
-    log.info("building the default model's ONNX into %s (once)", target)
-    model, spec = load_default_model(weights)
-    # Export to a private name, then rename: concurrent first uses never see a half-written file.
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=folder)
-    os.close(fd)
-    try:
-        export_onnx(model, spec, tmp)
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache may be shared
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-        Path(tmp).with_suffix(".tmp.onnx").unlink(missing_ok=True)
+    with long_step(log, "building the default ONNX", f"once, about a minute on a CPU, into {target}"):
+        model, spec = load_default_model(weights)
+        # Export to a private name, then rename: concurrent first uses never see a half-written file.
+        fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=folder)
+        os.close(fd)
+        try:
+            export_onnx(model, spec, tmp)
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache may be shared
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+            Path(tmp).with_suffix(".tmp.onnx").unlink(missing_ok=True)
     return target
 
 

@@ -1,5 +1,6 @@
-"""The ROS 2 depth node: `image` + `camera_info` -> depth/image, depth/camera_info, depth/points,
-depth/colorized and /diagnostics. A thin adapter around `mde_ros.pipeline.DepthPipeline`.
+"""The ROS 2 depth node: `image` + `camera_info` -> depth/image, depth/points (metres only, REP 118),
+depth/relative (unit-less), depth/colorized, depth/camera_info and /diagnostics (see ros/outputs.py).
+A thin adapter around `mde_ros.pipeline.DepthPipeline`.
 
 Threading: the image callback only stores the newest message (an older one still waiting is
 dropped and counted); ONE worker thread runs the pipeline on the newest frame and publishes. So
@@ -21,18 +22,18 @@ from rclpy._rclpy_pybind11 import RCLError
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, Image
 
 from ..errors import InvalidInputError, MdeRosError
 from ..geometry.intrinsics import CameraIntrinsics
 from ..pipeline import DepthPipeline, Frame
-from ..processing import colorize
 from ..scale.base import ScaleEstimator
 from ..scale.factory import create_estimator
 from . import diagnostics as diag
-from .image_conversion import ImageInputError, ImageWriter, rgb_from_msg
+from .image_conversion import ImageInputError, rgb_from_msg
+from .log_bridge import LogBridge
+from .outputs import DepthOutputs, MetricNotice
 from .parameters import PARAMETERS, declare_all, scale_config, validate
-from .pointcloud import CloudPacker
 from .qos import input_qos, output_qos
 from .scale_topics import attach_scale_inputs
 
@@ -88,6 +89,7 @@ def build_pipeline(params: dict[str, Any], scale: ScaleEstimator) -> DepthPipeli
 class DepthNode(Node):
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
+        self._log_bridge = LogBridge(self.get_logger())  # the library's log lines reach /rosout
         self.params = declare_all(self)
         problems = validate(self.params)
         if problems:
@@ -103,15 +105,12 @@ class DepthNode(Node):
         self._intrinsics_cache: tuple[CameraInfo, CameraIntrinsics] | None = None
         self._condition = threading.Condition()
         self._stop = False
-        # Reused output buffers (worker thread only).
-        self._depth_writer, self._color_writer = ImageWriter("32FC1"), ImageWriter("bgr8")
-        self._cloud_packer = CloudPacker()
-
+        self.relative_model = self.pipeline.spec.convention == "disparity"
         qos_in, qos_out = input_qos(self.params), output_qos(self.params)
-        self.pub_depth = self.create_publisher(Image, "depth/image", qos_out)
-        self.pub_info = self.create_publisher(CameraInfo, "depth/camera_info", qos_out)
-        self.pub_points = self.create_publisher(PointCloud2, "depth/points", qos_out)
-        self.pub_color = self.create_publisher(Image, "depth/colorized", qos_out)
+        self.outputs = DepthOutputs(self, qos_out)
+        self.notice = MetricNotice(
+            self.get_logger(), self.relative_model, self.scale_mode, self.resolve_topic_name
+        )
         from diagnostic_msgs.msg import DiagnosticArray
 
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
@@ -129,6 +128,7 @@ class DepthNode(Node):
             f"input size {self.pipeline.input_size}, scale {self.scale_mode}; waiting for "
             f"{self.resolve_topic_name('image')} and {self.resolve_topic_name('camera_info')}"
         )
+        self.notice.startup()
 
     # --- callbacks (executor thread) ----------------------------------------------------------
 
@@ -185,21 +185,19 @@ class DepthNode(Node):
             )
             return
         intrinsics = self._intrinsics(info, msg.width, msg.height)
-        want = self._wanted_outputs()
+        p = self.params
+        want = self.outputs.wanted(p["points.enabled"], p["colorized.enabled"], p["relative.publish"])
         if not any(want.values()) and self.scale_mode in PASSIVE_SCALE_MODES:
             self.stats.on_skipped()
             return
-        p = self.params
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
         result = self.pipeline.process(
-            Frame(rgb, intrinsics, stamp), want["points"], p["points.stride"], p["points.max_range"]
+            Frame(rgb, intrinsics, stamp), want["depth/points"], p["points.stride"], p["points.max_range"]
         )
-        if not result.metric and not p["relative.publish"]:
-            self.throttle.warn(
-                "relative", "no metric scale yet and relative.publish is false: nothing published"
-            )
-            return
-        self._publish(msg, info, rgb, result, want, received_at)
+        self.notice.frame(result.metric, result.scale.message)
+        args = (p["points.stride"], p["depth.max"], self.relative_model)
+        timings = self.outputs.publish(msg.header, info, rgb, result, want, *args)
+        self.stats.on_published((time.monotonic() - received_at) * 1000.0, {**result.timings_ms, **timings})
 
     def _intrinsics(self, info: CameraInfo, width: int, height: int) -> CameraIntrinsics:
         cached = self._intrinsics_cache
@@ -215,39 +213,6 @@ class DepthNode(Node):
                 f"CameraInfo is {info.width}x{info.height} but the image is {width}x{height}",
             )
         return cached[1]
-
-    def _wanted_outputs(self) -> dict[str, bool]:
-        p = self.params
-        return {
-            "depth": self.pub_depth.get_subscription_count() > 0,
-            "info": self.pub_info.get_subscription_count() > 0,
-            "points": p["points.enabled"] and self.pub_points.get_subscription_count() > 0,
-            "color": p["colorized.enabled"] and self.pub_color.get_subscription_count() > 0,
-        }
-
-    def _publish(
-        self, msg: Image, info: CameraInfo, rgb: Any, result: Any, want: dict, received_at: float
-    ) -> None:
-        timings = result.timings_ms
-        mark = time.perf_counter()
-        if want["depth"]:
-            self.pub_depth.publish(self._depth_writer.write(result.depth, msg.header))
-        if want["info"]:
-            info.header = msg.header
-            self.pub_info.publish(info)
-        timings["publish depth"] = _lap(mark)
-        if want["color"]:
-            mark = time.perf_counter()
-            colored = colorize(result.depth, self.params["depth.max"] or None)
-            self.pub_color.publish(self._color_writer.write(colored, msg.header))
-            timings["publish colorized"] = _lap(mark)
-        if want["points"] and result.points is not None:
-            mark = time.perf_counter()
-            stride = self.params["points.stride"]
-            cloud = self._cloud_packer.pack(result.points, rgb[::stride, ::stride], msg.header)
-            self.pub_points.publish(cloud)
-            timings["publish points"] = _lap(mark)
-        self.stats.on_published((time.monotonic() - received_at) * 1000.0, timings)
 
     # --- diagnostics --------------------------------------------------------------------------
 
@@ -282,10 +247,7 @@ class DepthNode(Node):
             self._condition.notify()
         self._worker.join(timeout=5.0)
         self.pipeline.close()
-
-
-def _lap(start: float) -> float:
-    return (time.perf_counter() - start) * 1000.0
+        self._log_bridge.close()
 
 
 def main(args: list[str] | None = None) -> int:

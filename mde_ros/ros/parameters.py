@@ -98,21 +98,21 @@ PARAMETERS: tuple[ParamDef, ...] = (
     ParamDef(
         "points.max_range",
         0.0,
-        "Drop (NaN) points farther than this, metres (0 = no limit).",
+        "Points farther than this are +Inf (REP 118 'too far'), metres (0 = no limit).",
         float_range=(0.0, 1000.0),
     ),
     ParamDef("colorized.enabled", True, "Publish depth/colorized (bgr8, for people)."),
     ParamDef(
         "depth.max",
         0.0,
-        "Depth above this is invalid (NaN) in every output, metres (0 = no limit).",
+        "Metric depth above this is +Inf (REP 118 'too far') in every output, metres (0 = no limit).",
         float_range=(0.0, 1000.0),
     ),
     ParamDef(
         "relative.publish",
         True,
-        "Publish unit-less depth (median 1) while no metric scale "
-        "exists; false = publish nothing until metric.",
+        "Publish depth/relative (32FC1, unit-less, median 1; relative models only). "
+        "depth/image and depth/points carry metres only, whatever this says.",
     ),
     ParamDef(
         "qos.input.reliability",
