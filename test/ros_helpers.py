@@ -150,6 +150,10 @@ class RosClient:
         except ExternalShutdownException:
             pass
 
+    def record(self, msg_type: Any, topic: str, qos: Any) -> None:
+        """Also record `topic` (e.g. /rosout); read it with `messages` / `wait_for`."""
+        self._subscribe(msg_type, topic, qos)
+
     def _subscribe(self, msg_type: Any, topic: str, qos: Any) -> None:
         self.received[topic] = []
 
