@@ -82,7 +82,8 @@ class Session:
         params = {"input_size": CROP_H, "qos.input.reliability": "reliable", "qos.input.depth": 5, **params}
         self.node = NodeProcess(node_command(model, namespace, params), domain, tmp_path / "node.log")
         self.client = RosClient(domain, namespace, outputs)
-        assert self.client.wait_connected(60), self.node.output()
+        if params.get("image_transport") != "compressed":  # else nobody subscribes to raw `image`
+            assert self.client.wait_connected(60), self.node.output()
 
     def send(self, stamp: float, rgb: np.ndarray, k: CameraIntrinsics, frame_id: str = FRAME) -> None:
         hdr = header(stamp, frame_id)
@@ -241,5 +242,107 @@ def test_points_and_rep118_inf_beyond_range(oracle_onnx, castel, tmp_path):
         beyond = depth > limit
         assert np.isposinf(limited[beyond]).all() and np.isfinite(limited[depth <= limit]).all()
         np.testing.assert_array_equal(np.isnan(limited), np.isnan(depth))
+    finally:
+        session.close()
+
+
+def _compressed(rgb: np.ndarray, fmt: str, stamp: float):
+    import cv2
+    from sensor_msgs.msg import CompressedImage
+
+    params = [cv2.IMWRITE_JPEG_QUALITY, 90] if fmt == "jpeg" else []
+    ok, data = cv2.imencode(
+        f".{'jpg' if fmt == 'jpeg' else fmt}", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR), params
+    )
+    assert ok
+    # image_transport's format string: "<source encoding>; <codec> compressed <encoded as>"
+    return CompressedImage(
+        header=header(stamp, FRAME), format=f"rgb8; {fmt} compressed bgr8", data=data.tobytes()
+    )
+
+
+@pytest.mark.ros
+def test_compressed_input_matches_the_raw_path_and_survives_undecodable_bytes(oracle_onnx, castel, tmp_path):
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import CompressedImage
+
+    frames, k = castel
+    rgb, truth = frames[2]
+    raw_path = 1.0 / (rgb[..., 0] / GAIN - OFFSET / GAIN)  # what the raw path publishes (fixed map)
+    raw_path[rgb[..., 0] == 0] = np.nan
+    session = Session(oracle_onnx, tmp_path, {**FIXED, "image_transport": "compressed"})
+    try:
+        qos = QoSProfile(depth=5, reliability=ReliabilityPolicy.RELIABLE)
+        pub = session.client.node.create_publisher(CompressedImage, "image/compressed", qos)
+        client = session.client
+        assert wait_until(lambda: pub.get_subscription_count() > 0, 60), session.node.output()
+        assert wait_until(lambda: all(sub.get_publisher_count() for sub in client.subs), 20)
+        assert client.image_pub.get_subscription_count() == 0  # raw `image` is not subscribed
+        assert f"{client.namespace}/image/compressed" in session.node.output()
+
+        def send(stamp: float, msg) -> None:
+            hdr = header(stamp, FRAME)
+            session.client.info_pub.publish(camera_info(k.width, k.height, k.fx, k.fy, k.cx, k.cy, hdr))
+            time.sleep(0.05)
+            pub.publish(msg)
+
+        send(50.0, _compressed(rgb, "png", 50.0))  # lossless: exactly the raw path
+        depth = array_from_msg(session.wait("depth/image", 50.0))
+        np.testing.assert_allclose(depth, raw_path, rtol=1e-5)
+
+        send(51.0, _compressed(rgb, "jpeg", 51.0))  # lossy: the raw path within jpeg noise
+        depth = array_from_msg(session.wait("depth/image", 51.0))
+        ok = np.isfinite(depth) & np.isfinite(raw_path)
+        assert ok.mean() > 0.6
+        error = np.abs(depth[ok] / raw_path[ok] - 1.0)
+        assert np.median(error) < 0.02 and np.percentile(error, 90) < 0.1, np.percentile(error, [50, 90])
+        assert median_ratio(depth, truth) == pytest.approx(1.0, abs=0.02)
+
+        bad = CompressedImage(header=header(52.0, FRAME), format="jpeg", data=b"\xff\xd8 not a jpeg")
+        send(52.0, bad)
+        time.sleep(0.3)
+        send(53.0, _compressed(rgb, "jpeg", 53.0))
+        session.wait("depth/image", 53.0)
+        assert session.client.wait_for("depth/image", stamped(52.0), timeout=0.1) is None
+
+        def counted() -> bool:
+            pipeline = session.client.fresh_diagnostics("depth_node")["pipeline"]
+            return pipeline.get("bad input: undecodable_image") == "1"
+
+        assert wait_until(counted, 10), session.client.fresh_diagnostics("depth_node")
+        assert "could not be decoded" in session.node.output()
+        assert session.node.proc.poll() is None
+    finally:
+        session.close()
+
+
+@pytest.mark.ros
+def test_sparse_points_in_the_wrong_frame_are_refused_and_counted(oracle_onnx, castel, tmp_path):
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import PointCloud2
+
+    frames, k = castel
+    rgb, truth = frames[3]
+    session = Session(oracle_onnx, tmp_path, {"scale.mode": "sparse", "scale.sparse.frame": FRAME})
+    try:
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        points_pub = session.client.node.create_publisher(PointCloud2, "sparse_points", qos)
+        assert wait_until(lambda: points_pub.get_subscription_count() > 0, 20), session.node.output()
+        for stamp in (60.0, 61.0):  # right points, wrong frame: never used
+            points_pub.publish(sparse_cloud(truth, k, stamp, frame_id="lidar_link"))
+            time.sleep(0.2)
+            session.send(stamp, rgb, k)
+            session.wait("depth/relative", stamp)
+        assert session.client.messages("depth/image") == []
+        scale = session.scale()
+        assert scale["status"] == "relative" and scale["counter: frame_mismatch"] == "2", scale
+        log = session.node.output()
+        assert "[ERROR]" in log and "header.frame_id is 'lidar_link' but scale.sparse.frame is" in log, log
+
+        points_pub.publish(sparse_cloud(truth, k, 62.0))  # the expected frame: accepted
+        time.sleep(0.2)
+        session.send(62.0, rgb, k)
+        depth = array_from_msg(session.wait("depth/image", 62.0))
+        assert median_ratio(depth, truth) == pytest.approx(1.0, abs=0.03)
     finally:
         session.close()

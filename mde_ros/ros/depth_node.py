@@ -31,6 +31,7 @@ from ..scale.base import ScaleEstimator
 from ..scale.factory import create_estimator
 from . import diagnostics as diag
 from .image_conversion import ImageInputError, rgb_from_msg
+from .inputs import subscribe_image
 from .log_bridge import LogBridge
 from .outputs import DepthOutputs, MetricNotice
 from .parameters import PARAMETERS, declare_all, scale_config, validate
@@ -118,7 +119,7 @@ class DepthNode(Node):
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_in)
-        self.create_subscription(Image, "image", self._on_image, qos_in)
+        _, self.image_topic = subscribe_image(self, self.params["image_transport"], self._on_image, qos_in)
         self.create_timer(1.0, self._publish_diagnostics)
         self._worker = threading.Thread(target=self._run_worker, name="depth_worker", daemon=True)
         self._worker.start()
@@ -126,7 +127,7 @@ class DepthNode(Node):
         self.get_logger().info(
             f"model {self.pipeline.spec.name} ({self.pipeline.spec.convention}) on {backend.describe()}, "
             f"input size {self.pipeline.input_size}, scale {self.scale_mode}; waiting for "
-            f"{self.resolve_topic_name('image')} and {self.resolve_topic_name('camera_info')}"
+            f"{self.image_topic} and {self.resolve_topic_name('camera_info')}"
         )
         self.notice.startup()
 
@@ -184,7 +185,7 @@ class DepthNode(Node):
                 "frames are skipped until one arrives",
             )
             return
-        intrinsics = self._intrinsics(info, msg.width, msg.height)
+        intrinsics = self._intrinsics(info, rgb.shape[1], rgb.shape[0])  # CompressedImage has no size
         p = self.params
         want = self.outputs.wanted(p["points.enabled"], p["colorized.enabled"], p["relative.publish"])
         if not any(want.values()) and self.scale_mode in PASSIVE_SCALE_MODES:
@@ -220,7 +221,7 @@ class DepthNode(Node):
         snap = self.stats.snapshot()
         waiting = ""
         if snap.received == 0:
-            waiting = f"waiting for images on {self.resolve_topic_name('image')}"
+            waiting = f"waiting for images on {self.image_topic}"
         elif self._camera_info is None:
             waiting = f"waiting for CameraInfo on {self.resolve_topic_name('camera_info')}"
         backend = self.pipeline.backend

@@ -20,6 +20,7 @@ BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
 RELIABILITY = ("best_effort", "reliable", "system_default")
 SCALE_MODES = ("none", "fixed", "intrinsics", "trajectory", "sparse")
 POSE_TYPES = ("odom", "pose")
+IMAGE_TRANSPORTS = ("raw", "compressed")
 
 
 def vector(length: int, unit_norm: bool = False) -> Check:
@@ -115,6 +116,14 @@ PARAMETERS: tuple[ParamDef, ...] = (
         "depth/image and depth/points carry metres only, whatever this says.",
     ),
     ParamDef(
+        "image_transport",
+        "raw",
+        "raw: sensor_msgs/Image on `image`; compressed: sensor_msgs/CompressedImage (jpeg/png) on "
+        "`<image>/compressed` (image_transport's naming).",
+        _R,
+        choices=IMAGE_TRANSPORTS,
+    ),
+    ParamDef(
         "qos.input.reliability",
         "best_effort",
         "image/camera_info reliability: best_effort | reliable | system_default.",
@@ -205,6 +214,13 @@ PARAMETERS: tuple[ParamDef, ...] = (
         check=vector(4, unit_norm=True),
     ),
     ParamDef(
+        "scale.extrinsic.frame",
+        "",
+        "trajectory mode: expected Odometry child_frame_id (the frame the extrinsic starts from); "
+        "other frames are refused and counted ('' = accept any).",
+        _R,
+    ),
+    ParamDef(
         "scale.sparse.translation",
         [0.0, 0.0, 0.0],
         "sparse mode: points frame -> camera optical frame translation [x, y, z], m.",
@@ -217,6 +233,13 @@ PARAMETERS: tuple[ParamDef, ...] = (
         "sparse mode: points frame -> camera optical frame rotation [x, y, z, w].",
         _R,
         check=vector(4, unit_norm=True),
+    ),
+    ParamDef(
+        "scale.sparse.frame",
+        "",
+        "sparse mode: expected sparse_points header.frame_id; other frames are refused and counted "
+        "('' = accept any).",
+        _R,
     ),
     ParamDef(
         "scale.sparse.min_points", 20, "sparse mode: minimum points in the image.", _R, int_range=(1, 1000000)

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ..scale.factory import DEFAULTS, flatten
+from .frames import FrameCheck
 
 
 def stamp_seconds(stamp: Any) -> float:
@@ -28,7 +29,10 @@ def attach_scale_inputs(node: Any, estimator: Any, config: dict[str, Any], qos: 
     c = {**DEFAULTS, **flatten(config)}
     subscriptions = []
     if hasattr(estimator, "add_pose"):
+        body = FrameCheck(node, estimator, "scale.extrinsic.frame", c.get("extrinsic.frame", ""))
         if c["pose_type"] == "pose":
+            if body.expected:  # PoseStamped names only the frame it is expressed in, not the body
+                node.get_logger().warning("scale.extrinsic.frame is not checked for PoseStamped poses")
             from geometry_msgs.msg import PoseStamped
 
             def on_pose(msg: PoseStamped) -> None:
@@ -39,6 +43,8 @@ def attach_scale_inputs(node: Any, estimator: Any, config: dict[str, Any], qos: 
             from nav_msgs.msg import Odometry
 
             def on_odom(msg: Odometry) -> None:
+                if not body.accepts(msg.child_frame_id, "odom", "child_frame_id"):
+                    return
                 estimator.add_pose(stamp_seconds(msg.header.stamp), *pose_arrays(msg.pose.pose))
 
             subscriptions.append(node.create_subscription(Odometry, "odom", on_odom, qos))
@@ -47,7 +53,11 @@ def attach_scale_inputs(node: Any, estimator: Any, config: dict[str, Any], qos: 
 
         from .pointcloud import xyz_from_cloud
 
+        frames = FrameCheck(node, estimator, "scale.sparse.frame", c.get("sparse.frame", ""))
+
         def on_points(msg: PointCloud2) -> None:
+            if not frames.accepts(msg.header.frame_id, "sparse_points"):
+                return
             try:
                 points = xyz_from_cloud(msg).reshape(-1, 3)
             except (ValueError, KeyError) as exc:  # malformed cloud: count it, keep the last good one
