@@ -5,7 +5,7 @@ from __future__ import annotations
 import signal
 
 import pytest
-from ros_helpers import NodeProcess, RosClient, node_command, random_domain_id, unique_namespace
+from ros_helpers import NodeProcess, RosClient, node_command, random_domain_id, unique_namespace, wait_until
 
 INFO, WARN = 20, 30  # rcl_interfaces/msg/Log levels
 
@@ -51,6 +51,37 @@ def test_rosout_carries_the_library_log_lines_at_their_levels(tmp_path):
         assert notice is not None and _level(notice) == WARN, node.output()
         # the console gets the same lines through the ROS logger (once, not twice via Python)
         assert node.output().count("backend auto -> onnxruntime CPU") == 1, node.output()
+    finally:
+        client.close()
+        assert node.stop(signal.SIGINT) == 0, node.output()
+
+
+@pytest.mark.ros
+def test_standard_qos_overrides_change_single_topics(tiny_onnx, tmp_path):
+    """`qos_overrides./<topic>.subscription|publisher.reliability` (rclpy's QoSOverridingOptions)
+    beat the qos.* defaults for that topic only; the others keep the qos.* profile."""
+    from rclpy.qos import ReliabilityPolicy
+
+    domain, namespace = random_domain_id(), unique_namespace()
+    params = {
+        f"qos_overrides.{namespace}/image.subscription.reliability": "reliable",
+        f"qos_overrides.{namespace}/depth/relative.publisher.reliability": "best_effort",
+    }
+    node = NodeProcess(node_command(tiny_onnx, namespace, params), domain, tmp_path / "node.log")
+    client = RosClient(domain, namespace, outputs=())
+    try:
+
+        def reliability(topic: str, kind: str):
+            infos = getattr(client.node, f"get_{kind}_info_by_topic")(f"{namespace}/{topic}")
+            ours = [i for i in infos if i.node_name == "depth_node"]
+            return ours[0].qos_profile.reliability if ours else None
+
+        ready = ("image", "subscriptions"), ("depth/image", "publishers")
+        assert wait_until(lambda: all(reliability(*r) is not None for r in ready), 60), node.output()
+        assert reliability("image", "subscriptions") == ReliabilityPolicy.RELIABLE  # overridden
+        assert reliability("camera_info", "subscriptions") == ReliabilityPolicy.BEST_EFFORT  # qos.input.*
+        assert reliability("depth/relative", "publishers") == ReliabilityPolicy.BEST_EFFORT  # overridden
+        assert reliability("depth/image", "publishers") == ReliabilityPolicy.RELIABLE  # qos.output.*
     finally:
         client.close()
         assert node.stop(signal.SIGINT) == 0, node.output()

@@ -35,7 +35,7 @@ from .inputs import subscribe_image
 from .log_bridge import LogBridge
 from .outputs import DepthOutputs, MetricNotice
 from .parameters import PARAMETERS, declare_all, scale_config, validate
-from .qos import input_qos, output_qos
+from .qos import input_qos, output_qos, overridable
 from .scale_topics import attach_scale_inputs
 
 NODE_NAME = "depth_node"
@@ -108,18 +108,19 @@ class DepthNode(Node):
         self._stop = False
         self.relative_model = self.pipeline.spec.convention == "disparity"
         qos_in, qos_out = input_qos(self.params), output_qos(self.params)
-        self.outputs = DepthOutputs(self, qos_out)
+        self.outputs = DepthOutputs(self, qos_out, **overridable())
         self.notice = MetricNotice(
             self.get_logger(), self.relative_model, self.scale_mode, self.resolve_topic_name
         )
         from diagnostic_msgs.msg import DiagnosticArray
 
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        attach_scale_inputs(self, self.estimator, config, qos_in)
+        attach_scale_inputs(self, self.estimator, config, qos_in, **overridable())
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_in)
-        _, self.image_topic = subscribe_image(self, self.params["image_transport"], self._on_image, qos_in)
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_in, **overridable())
+        transport = self.params["image_transport"]
+        _, self.image_topic = subscribe_image(self, transport, self._on_image, qos_in, **overridable())
         self.create_timer(1.0, self._publish_diagnostics)
         self._worker = threading.Thread(target=self._run_worker, name="depth_worker", daemon=True)
         self._worker.start()

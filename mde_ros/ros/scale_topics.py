@@ -24,8 +24,11 @@ def pose_arrays(pose: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.array([p.x, p.y, p.z], np.float64), np.array([q.x, q.y, q.z, q.w], np.float64)
 
 
-def attach_scale_inputs(node: Any, estimator: Any, config: dict[str, Any], qos: Any) -> list[Any]:
-    """Create the subscriptions the estimator's mode needs (relative topic names); returns them."""
+def attach_scale_inputs(
+    node: Any, estimator: Any, config: dict[str, Any], qos: Any, **kwargs: Any
+) -> list[Any]:
+    """Create the subscriptions the estimator's mode needs (relative topic names); returns them.
+    `kwargs` go to every create_subscription (e.g. QoS overriding options)."""
     c = {**DEFAULTS, **flatten(config)}
     subscriptions = []
     if hasattr(estimator, "add_pose"):
@@ -38,7 +41,7 @@ def attach_scale_inputs(node: Any, estimator: Any, config: dict[str, Any], qos: 
             def on_pose(msg: PoseStamped) -> None:
                 estimator.add_pose(stamp_seconds(msg.header.stamp), *pose_arrays(msg.pose))
 
-            subscriptions.append(node.create_subscription(PoseStamped, "pose", on_pose, qos))
+            subscriptions.append(node.create_subscription(PoseStamped, "pose", on_pose, qos, **kwargs))
         else:
             from nav_msgs.msg import Odometry
 
@@ -47,7 +50,7 @@ def attach_scale_inputs(node: Any, estimator: Any, config: dict[str, Any], qos: 
                     return
                 estimator.add_pose(stamp_seconds(msg.header.stamp), *pose_arrays(msg.pose.pose))
 
-            subscriptions.append(node.create_subscription(Odometry, "odom", on_odom, qos))
+            subscriptions.append(node.create_subscription(Odometry, "odom", on_odom, qos, **kwargs))
     if hasattr(estimator, "add_sparse_points"):
         from sensor_msgs.msg import PointCloud2
 
@@ -66,5 +69,5 @@ def attach_scale_inputs(node: Any, estimator: Any, config: dict[str, Any], qos: 
                 return
             estimator.add_sparse_points(stamp_seconds(msg.header.stamp), points)
 
-        subscriptions.append(node.create_subscription(PointCloud2, "sparse_points", on_points, qos))
+        subscriptions.append(node.create_subscription(PointCloud2, "sparse_points", on_points, qos, **kwargs))
     return subscriptions
