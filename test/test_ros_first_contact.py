@@ -85,3 +85,69 @@ def test_standard_qos_overrides_change_single_topics(tiny_onnx, tmp_path):
     finally:
         client.close()
         assert node.stop(signal.SIGINT) == 0, node.output()
+
+
+@pytest.mark.ros
+def test_lifecycle_node_transitions_over_lifecycle_msgs_services(tiny_onnx, tmp_path):
+    """depth_lifecycle_node driven like a nav2 lifecycle manager: the real lifecycle_msgs services."""
+    import sys
+
+    from lifecycle_msgs.msg import State, Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+    from ros_helpers import camera_info, header, make_image, wait_until
+
+    from mde_ros.ros.image_conversion import image_msg
+
+    domain, namespace = random_domain_id(), unique_namespace()
+    cmd = node_command(tiny_onnx, namespace, {"input_size": 140})
+    cmd[cmd.index("mde_ros.ros.depth_node")] = "mde_ros.ros.lifecycle_node"
+    assert cmd[0] == sys.executable
+    node = NodeProcess(cmd, domain, tmp_path / "node.log")
+    client = RosClient(domain, namespace, outputs=("depth/relative",))
+    get_state = client.node.create_client(GetState, f"{namespace}/depth_node/get_state")
+    change = client.node.create_client(ChangeState, f"{namespace}/depth_node/change_state")
+
+    def call(service, request):
+        assert service.wait_for_service(60), node.output()
+        future = service.call_async(request)
+        assert wait_until(future.done, 120), node.output()
+        return future.result()
+
+    def state() -> int:
+        return call(get_state, GetState.Request()).current_state.id
+
+    def transition(transition_id: int) -> bool:
+        request = ChangeState.Request()
+        request.transition.id = transition_id
+        return call(change, request).success
+
+    stamp = [300.0]
+
+    def frame_answered(timeout: float = 3.0) -> bool:
+        stamp[0] += 1.0
+        hdr = header(stamp[0], "camera_optical_frame")
+        client.info_pub.publish(camera_info(160, 120, 110.0, 105.0, 79.5, 59.5, hdr))
+        client.image_pub.publish(image_msg(make_image(120, 160), "rgb8", hdr))
+        sec = int(stamp[0])
+        return client.wait_for("depth/relative", lambda m: m.header.stamp.sec == sec, timeout) is not None
+
+    try:
+        assert state() == State.PRIMARY_STATE_UNCONFIGURED
+        assert "model random-tiny" not in node.output()  # no model before configure
+        assert transition(Transition.TRANSITION_CONFIGURE) and state() == State.PRIMARY_STATE_INACTIVE
+        assert "model random-tiny-depth-anything-disparity" in node.output()  # loaded in configure
+        assert client.wait_connected(30), node.output()
+        assert not frame_answered(), "an inactive node must not process images"
+        assert transition(Transition.TRANSITION_ACTIVATE) and state() == State.PRIMARY_STATE_ACTIVE
+        assert frame_answered(20), node.output()
+        assert transition(Transition.TRANSITION_DEACTIVATE) and state() == State.PRIMARY_STATE_INACTIVE
+        assert not frame_answered()
+        assert transition(Transition.TRANSITION_CLEANUP) and state() == State.PRIMARY_STATE_UNCONFIGURED
+        assert wait_until(lambda: client.image_pub.get_subscription_count() == 0, 10)  # entities gone
+        # configure again (a lifecycle manager's restart), then shut down cleanly
+        assert transition(Transition.TRANSITION_CONFIGURE) and transition(Transition.TRANSITION_ACTIVATE)
+        assert client.wait_connected(30) and frame_answered(20), node.output()
+        assert transition(Transition.TRANSITION_ACTIVE_SHUTDOWN) and state() == State.PRIMARY_STATE_FINALIZED
+    finally:
+        client.close()
+        assert node.stop(signal.SIGINT) == 0, node.output()

@@ -88,10 +88,18 @@ def build_pipeline(params: dict[str, Any], scale: ScaleEstimator) -> DepthPipeli
 
 
 class DepthNode(Node):
+    MANAGED = False  # the lifecycle node (ros/lifecycle_node.py) configures in its transition
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
         self._log_bridge = LogBridge(self.get_logger())  # the library's log lines reach /rosout
         self.params = declare_all(self)
+        self.active = not self.MANAGED  # frames are taken only while active
+        if not self.MANAGED:
+            self.configure()
+
+    def configure(self) -> None:
+        """Check parameters, load the model, create publishers, subscriptions and the worker."""
         problems = validate(self.params)
         if problems:
             raise StartupError("invalid parameters: " + "; ".join(problems))
@@ -138,6 +146,8 @@ class DepthNode(Node):
         self._camera_info = msg
 
     def _on_image(self, msg: Image) -> None:
+        if not self.active:
+            return
         with self._condition:
             replaced = self._pending is not None
             self._pending = (msg, time.monotonic())
@@ -243,19 +253,24 @@ class DepthNode(Node):
         ]
         self.pub_diag.publish(diag.diagnostic_array(self.get_clock().now().to_msg(), statuses))
 
-    def close(self) -> None:
+    def release(self) -> None:
+        """Stop the worker and free the model (undoes configure() but for its ROS entities)."""
         with self._condition:
             self._stop = True
             self._condition.notify()
         self._worker.join(timeout=5.0)
         self.pipeline.close()
+
+    def close(self) -> None:
+        if hasattr(self, "_worker"):
+            self.release()
         self._log_bridge.close()
 
 
-def main(args: list[str] | None = None) -> int:
+def main(args: list[str] | None = None, node_class: type[DepthNode] | None = None) -> int:
     rclpy.init(args=args)
     try:
-        node = DepthNode()
+        node = (node_class or DepthNode)()
     except (MdeRosError, ParameterException) as exc:
         print(f"{NODE_NAME}: error: {exc}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()

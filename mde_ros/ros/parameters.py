@@ -284,6 +284,11 @@ def descriptor(param: ParamDef) -> Any:
 def declare_all(node: Any) -> dict[str, Any]:
     """Declare every parameter on `node`; returns name -> value (from the params file / -p)."""
     node.declare_parameters("", [(p.name, p.default, descriptor(p)) for p in PARAMETERS])
+    return read_all(node)
+
+
+def read_all(node: Any) -> dict[str, Any]:
+    """name -> current value of every (declared) parameter."""
     return {p.name: _plain(node.get_parameter(p.name).value) for p in PARAMETERS}
 
 
