@@ -156,7 +156,9 @@ def main() -> int:
     domain, namespace = random.SystemRandom().randint(1, 100), f"/bench_{os.getpid()}"
     cmd = [sys.executable, "-m", "mde_ros.ros.depth_node", "--ros-args", "--params-file",
            str(REPO / "config" / "depth.yaml"), "-r", f"__ns:={namespace}", "-p", f"model:={onnx}",
-           "-p", f"input_size:={args.input_size}", "-p", f"threads:={args.threads}"]  # fmt: skip
+           "-p", f"input_size:={args.input_size}", "-p", f"threads:={args.threads}",
+           # depth/image carries metres only (REP 118): a fixed scale makes a relative model metric
+           "-p", "scale.mode:=fixed"]  # fmt: skip
     log = open(workdir / "node.log", "wb")
     node = subprocess.Popen(cmd, env=node_env(domain), stdout=log, stderr=subprocess.STDOUT, cwd=REPO)
     client = Client(domain, namespace, args.outputs.split(","))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import signal
+import time
 
 import pytest
 from ros_helpers import NodeProcess, RosClient, node_command, random_domain_id, unique_namespace, wait_until
@@ -148,6 +149,51 @@ def test_lifecycle_node_transitions_over_lifecycle_msgs_services(tiny_onnx, tmp_
         assert transition(Transition.TRANSITION_CONFIGURE) and transition(Transition.TRANSITION_ACTIVATE)
         assert client.wait_connected(30) and frame_answered(20), node.output()
         assert transition(Transition.TRANSITION_ACTIVE_SHUTDOWN) and state() == State.PRIMARY_STATE_FINALIZED
+    finally:
+        client.close()
+        assert node.stop(signal.SIGINT) == 0, node.output()
+
+
+@pytest.mark.ros
+def test_odometry_of_the_wrong_child_frame_is_refused_and_counted(tiny_onnx, tmp_path):
+    """scale.extrinsic.frame names the moving frame the extrinsic starts from: odometry of
+    another child frame would move the camera wrongly, so it is refused, counted, logged."""
+    from nav_msgs.msg import Odometry
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from ros_helpers import camera_info, header, make_image
+
+    from mde_ros.ros.image_conversion import image_msg
+
+    domain, namespace = random_domain_id(), unique_namespace()
+    params = {"input_size": 140, "scale.mode": "trajectory", "scale.extrinsic.frame": "base_link"}
+    node = NodeProcess(node_command(tiny_onnx, namespace, params), domain, tmp_path / "node.log")
+    client = RosClient(domain, namespace, outputs=("depth/relative",))
+    try:
+        odom_pub = client.node.create_publisher(
+            Odometry, "odom", QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        )
+        assert client.wait_connected(60), node.output()
+        assert wait_until(lambda: odom_pub.get_subscription_count() > 0, 20), node.output()
+        for i, child in enumerate(("base_footprint", "base_footprint", "base_link")):
+            msg = Odometry(header=header(400.0 + 0.05 * i, "odom"), child_frame_id=child)
+            msg.pose.pose.orientation.w = 1.0
+            odom_pub.publish(msg)
+            time.sleep(0.1)
+        hdr = header(400.1, "camera_optical_frame")  # a frame, so that diagnostics carry the counters
+        client.info_pub.publish(camera_info(160, 120, 110.0, 105.0, 79.5, 59.5, hdr))
+        time.sleep(0.05)  # separate topics: camera_info first
+        client.image_pub.publish(image_msg(make_image(120, 160), "rgb8", hdr))
+        assert client.wait_for("depth/relative", lambda m: m.header.stamp == hdr.stamp, 20), node.output()
+
+        def counted() -> bool:
+            scale = client.fresh_diagnostics("depth_node")["scale"]
+            return scale.get("counter: frame_mismatch") == "2"
+
+        assert wait_until(counted, 10), client.fresh_diagnostics("depth_node")
+        log = node.output()
+        assert (
+            "[ERROR]" in log and "child_frame_id is 'base_footprint' but scale.extrinsic.frame is" in log
+        ), log
     finally:
         client.close()
         assert node.stop(signal.SIGINT) == 0, node.output()

@@ -105,9 +105,9 @@ def _stop(node: subprocess.Popen) -> None:
 def _print_summary(recorder: Recorder, player, elapsed: float, output: Path, ply: Path | None) -> None:
     stats = recorder.stats
     sent = player.sent if player else 0
-    received = stats.counts["depth/image"]
+    received = max(stats.counts["depth/image"], stats.counts["depth/relative"])
     print("\n=== mde_ros demo ===")
-    print(f"frames: {sent} published at the camera, {received} depth images received in {elapsed:.1f} s")
+    print(f"frames: {sent} published at the camera, {received} processed in {elapsed:.1f} s")
     if stats.latencies_ms:
         lat = np.asarray(stats.latencies_ms)
         print(f"latency camera stamp -> depth received: p50 {np.percentile(lat, 50):.0f} ms, "

@@ -198,7 +198,10 @@ class DepthNode(Node):
             return
         intrinsics = self._intrinsics(info, rgb.shape[1], rgb.shape[0])  # CompressedImage has no size
         p = self.params
-        want = self.outputs.wanted(p["points.enabled"], p["colorized.enabled"], p["relative.publish"])
+        never_metric = self.relative_model and self.scale_mode == "none"
+        want = self.outputs.wanted(
+            p["points.enabled"], p["colorized.enabled"], p["relative.publish"], not never_metric
+        )
         if not any(want.values()) and self.scale_mode in PASSIVE_SCALE_MODES:
             self.stats.on_skipped()
             return

@@ -65,9 +65,10 @@ class DepthOutputs:
         }
         self._packer = CloudPacker()
 
-    def wanted(self, points: bool, colorized: bool, relative: bool) -> dict[str, bool]:
-        """Topics with subscribers (and enabled): the worker skips work nobody reads."""
-        enabled = {DEPTH: True, INFO: True, POINTS: points, COLOR: colorized, RELATIVE: relative}
+    def wanted(self, points: bool, colorized: bool, relative: bool, metric: bool = True) -> dict[str, bool]:
+        """Topics with subscribers (and enabled): the worker skips work nobody reads. `metric`:
+        False when the metres topics can never be published (relative model, scale.mode none)."""
+        enabled = {DEPTH: metric, INFO: True, POINTS: points and metric, COLOR: colorized, RELATIVE: relative}
         return {t: enabled[t] and self.pubs[t].get_subscription_count() > 0 for t in self.pubs}
 
     def publish(
