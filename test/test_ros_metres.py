@@ -278,7 +278,7 @@ def test_compressed_input_matches_the_raw_path_and_survives_undecodable_bytes(or
         assert wait_until(lambda: pub.get_subscription_count() > 0, 60), session.node.output()
         assert wait_until(lambda: all(sub.get_publisher_count() for sub in client.subs), 20)
         assert client.image_pub.get_subscription_count() == 0  # raw `image` is not subscribed
-        assert f"{client.namespace}/image/compressed" in session.node.output()
+        assert session.node.wait_for_output(f"waiting for {client.namespace}/image/compressed")
 
         def send(stamp: float, msg) -> None:
             hdr = header(stamp, FRAME)
