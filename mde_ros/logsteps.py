@@ -28,13 +28,13 @@ def long_step(
 
     thread = threading.Thread(target=heartbeat, name="long_step", daemon=True)
     thread.start()
+    failed = True
     try:
         yield
-    except BaseException:
-        log.error("%s failed after %.1f s", what, time.monotonic() - start)
-        raise
-    else:
-        log.info("%s: done in %.1f s", what, time.monotonic() - start)
+        failed = False
     finally:
         stop.set()
-        thread.join()
+        thread.join()  # no "still ..." line after the end line
+        if failed:
+            log.error("%s failed after %.1f s", what, time.monotonic() - start)
+    log.info("%s: done in %.1f s", what, time.monotonic() - start)
