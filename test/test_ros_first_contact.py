@@ -197,3 +197,32 @@ def test_odometry_of_the_wrong_child_frame_is_refused_and_counted(tiny_onnx, tmp
     finally:
         client.close()
         assert node.stop(signal.SIGINT) == 0, node.output()
+
+
+@pytest.mark.ros
+def test_lifecycle_configure_failure_is_reported_and_leaves_the_node_unconfigured(tmp_path):
+    from lifecycle_msgs.msg import State, Transition
+    from lifecycle_msgs.srv import ChangeState, GetState
+
+    domain, namespace = random_domain_id(), unique_namespace()
+    cmd = node_command(str(tmp_path / "missing.onnx"), namespace)
+    cmd[cmd.index("mde_ros.ros.depth_node")] = "mde_ros.ros.lifecycle_node"
+    node = NodeProcess(cmd, domain, tmp_path / "node.log")
+    client = RosClient(domain, namespace, outputs=())
+    try:
+        change = client.node.create_client(ChangeState, f"{namespace}/depth_node/change_state")
+        get_state = client.node.create_client(GetState, f"{namespace}/depth_node/get_state")
+        assert change.wait_for_service(60) and get_state.wait_for_service(10), node.output()
+        request = ChangeState.Request()
+        request.transition.id = Transition.TRANSITION_CONFIGURE
+        future = change.call_async(request)
+        assert wait_until(future.done, 60), node.output()
+        assert not future.result().success
+        state = get_state.call_async(GetState.Request())
+        assert wait_until(state.done, 10)
+        assert state.result().current_state.id == State.PRIMARY_STATE_UNCONFIGURED
+        assert node.wait_for_output("configure failed: ONNX file not found"), node.output()
+        assert node.proc.poll() is None  # still there, ready for another try
+    finally:
+        client.close()
+        assert node.stop(signal.SIGINT) == 0, node.output()
