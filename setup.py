@@ -46,6 +46,7 @@ setup(
     entry_points={
         "console_scripts": [
             "depth_node = mde_ros.ros.depth_node:main",
+            "depth_lifecycle_node = mde_ros.ros.lifecycle_node:main",
             "mde-ros = mde_ros.cli:main",
         ],
     },

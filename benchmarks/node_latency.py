@@ -85,7 +85,8 @@ def main() -> int:
 
         onnx = str(export_tiny_depth_anything(workdir / "tiny.onnx"))
     domain, namespace = random_domain_id(), unique_namespace()
-    params = {"input_size": args.input_size, "threads": args.threads}
+    # depth/image carries metres only (REP 118): a fixed scale makes a relative model metric
+    params = {"input_size": args.input_size, "threads": args.threads, "scale.mode": "fixed"}
     node = NodeProcess(node_command(onnx, namespace, params), domain, workdir / "node.log")
     client = RosClient(domain, namespace, outputs=tuple(args.outputs.split(",")))
     try:

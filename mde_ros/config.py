@@ -21,6 +21,7 @@ BACKENDS = ("auto", "onnxruntime", "tensorrt", "torch")
 RELIABILITIES = ("best_effort", "reliable", "system_default")
 SCALE_MODES = ("none", "fixed", "intrinsics", "trajectory", "sparse")
 POSE_TYPES = ("odom", "pose")
+IMAGE_TRANSPORTS = ("raw", "compressed")
 
 IDENTITY_TRANSLATION = (0.0, 0.0, 0.0)
 IDENTITY_ROTATION = (0.0, 0.0, 0.0, 1.0)  # quaternion x, y, z, w
@@ -39,6 +40,11 @@ class ModelConfig:
     engine_dir: str = ""  # "" = the default cache folder
     threads: int = 0  # 0 = runtime default
     input_size: int = 0  # 0 = the model's default
+
+
+@dataclass(frozen=True)
+class InputConfig:
+    image_transport: str = _choice("raw", IMAGE_TRANSPORTS)
 
 
 @dataclass(frozen=True)
@@ -80,12 +86,14 @@ class QosConfig:
 class TransformConfig:
     translation: tuple[float, ...] = IDENTITY_TRANSLATION
     rotation: tuple[float, ...] = IDENTITY_ROTATION
+    frame: str = ""  # expected Odometry child_frame_id; "" = accept any
 
 
 @dataclass(frozen=True)
 class SparseConfig:
     translation: tuple[float, ...] = IDENTITY_TRANSLATION
     rotation: tuple[float, ...] = IDENTITY_ROTATION
+    frame: str = ""  # expected sparse_points header.frame_id; "" = accept any
     min_points: int = 20
     max_age: float = 0.5
 
@@ -117,6 +125,7 @@ class ScaleConfig:
 @dataclass(frozen=True)
 class NodeConfig:
     model: ModelConfig = field(default=ModelConfig(), metadata=FLAT)
+    input: InputConfig = field(default=InputConfig(), metadata=FLAT)
     points: PointsConfig = PointsConfig()
     colorized: ColorizedConfig = ColorizedConfig()
     depth: DepthConfig = DepthConfig()

@@ -39,12 +39,14 @@ class Frame:
 
 @dataclass
 class DepthResult:
-    depth: np.ndarray  # HxW float32: metres when `metric`, unit-less (median 1) otherwise; NaN invalid
+    # HxW float32: metres when `metric`, unit-less (median 1) otherwise. REP 118: NaN = no
+    # measurement, +Inf = beyond `depth_max` (metric only: a unit-less depth has no range in metres).
+    depth: np.ndarray
     metric: bool
     scale: ScaleState
     prediction: np.ndarray  # raw model output at image size (disparity or metres)
     network_size: tuple[int, int]  # (height, width) fed to the network
-    points: np.ndarray | None = None  # [H', W', 3] float32 in the optical frame
+    points: np.ndarray | None = None  # [H', W', 3] float32 in the optical frame (NaN / +Inf as depth)
     timings_ms: dict[str, float] = field(default_factory=dict)
 
 
@@ -98,8 +100,8 @@ class DepthPipeline:
             ScaleInput(prediction, frame.rgb, frame.intrinsics, frame.stamp, self.spec.convention, base)
         )
         depth, metric = self._to_depth(prediction, state, base)
-        if self.depth_max > 0:
-            depth[depth > self.depth_max] = np.nan
+        if metric and self.depth_max > 0:
+            depth[depth > self.depth_max] = np.inf
         timings["postprocess"] = lap_ms(mark)
 
         points = None

@@ -16,7 +16,9 @@ from mde_ros.geometry.ply import read_ply
 pytestmark = [pytest.mark.ros, pytest.mark.slow]
 
 
-def test_demo_records_what_the_node_publishes(tmp_path, tiny_onnx):
+def test_demo_records_what_the_node_publishes(tmp_path, tiny_metric_onnx):
+    """A metric model (random weights cannot find a sparse scale): metres from the first frame."""
+    tiny_onnx = tiny_metric_onnx
     out = tmp_path / "demo"
     env = dict(os.environ, ROS_DOMAIN_ID=str(random.randint(101, 200)), OMP_NUM_THREADS="1")
     result = subprocess.run(
@@ -26,6 +28,9 @@ def test_demo_records_what_the_node_publishes(tmp_path, tiny_onnx):
     )  # fmt: skip
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-3000:]
     assert "=== mde_ros demo ===" in result.stdout
+    # the summary keeps metres and unit-less depth apart (a metric model publishes no depth/relative)
+    assert "metric depth (depth/image, " in result.stdout and " m, median " in result.stdout
+    assert "relative depth (depth/relative, unit-less, median 1): 0 frames" in result.stdout
     counts: dict[str, int] = {}
     depth_schema = None
     # A rosbag2 bag: metadata.yaml and the publisher's QoS profile per channel.

@@ -168,8 +168,10 @@ def test_cloud_is_organized_with_nan_for_invalid(rng, stride):
     ]
     cloud = cloud_array(msg)
     z = depth[::stride, ::stride]
-    valid = (z > 0) & (z <= 4.0)
-    assert np.isnan(cloud["z"][~valid]).all() and np.isnan(cloud["x"][~valid]).all()
+    valid, far = (z > 0) & (z <= 4.0), z > 4.0
+    assert far.any() and np.isposinf(cloud["z"][far]).all() and np.isposinf(cloud["x"][far]).all()
+    missing = ~valid & ~far
+    assert np.isnan(cloud["z"][missing]).all() and np.isnan(cloud["x"][missing]).all()
     v, u = np.mgrid[0:12:stride, 0:16:stride]
     np.testing.assert_allclose(cloud["x"][valid], ((u - intr.cx) * z / intr.fx)[valid], rtol=1e-6)
     np.testing.assert_allclose(cloud["y"][valid], ((v - intr.cy) * z / intr.fy)[valid], rtol=1e-6)

@@ -71,8 +71,20 @@ def test_backproject_stride_and_max_range(rng):
         points[7, 9], [(36 - INTR.cx) * 2 / INTR.fx, (28 - INTR.cy) * 2 / INTR.fy, 2], rtol=1e-6
     )
     z = points[..., 2]
-    assert np.nanmax(z) <= 3.0
-    assert np.isnan(z[depth[::4, ::4] > 3.0]).all()
+    far = depth[::4, ::4] > 3.0
+    assert far.any() and z[~far].max() <= 3.0
+    assert np.isposinf(points[far]).all()  # REP 118: beyond range is +Inf, not "no measurement"
+
+
+def test_backproject_rep118_nan_is_no_measurement_inf_is_too_far():
+    intr = CameraIntrinsics(100.0, 100.0, 8.0, 6.0, 16, 12)
+    depth = np.full((12, 16), 2.0, np.float32)
+    depth[5, 5], depth[6, 6], depth[7, 7] = np.nan, 0.0, np.inf
+    depth[:, 8] = np.inf  # on the principal column: inf * 0 must not turn into NaN
+    points = backproject(depth, intr)
+    assert np.isnan(points[5, 5]).all() and np.isnan(points[6, 6]).all()
+    assert np.isposinf(points[7, 7]).all() and np.isposinf(points[:, 8]).all()
+    assert np.isfinite(points[9, 9]).all()
 
 
 def test_pack_points_layout_and_ply_round_trip(tmp_path, rng):
@@ -142,6 +154,21 @@ def test_pipeline_fixed_scale_gives_metric_inverse_depth(tiny_onnx, rng):
     finite = np.isfinite(result.depth)
     assert finite.any()
     np.testing.assert_allclose(result.depth[finite], expected[finite], rtol=1e-5)
+
+
+def test_pipeline_depth_max_is_inf_for_metres_and_ignored_for_unitless(tiny_onnx, rng):
+    rgb = rng.integers(0, 256, (120, 160, 3), dtype=np.uint8)
+    metric = DepthPipeline(OnnxRuntimeBackend(tiny_onnx, threads=1), 112, scale=FixedScale(0.5, 0.1))
+    unlimited = metric.process(Frame(rgb)).depth
+    limit = float(np.nanmedian(unlimited))
+    metric.depth_max = limit
+    limited = metric.process(Frame(rgb)).depth
+    far = unlimited > limit
+    assert far.any() and np.isposinf(limited[far]).all()  # REP 118: too far is +Inf
+    np.testing.assert_array_equal(np.isnan(limited), np.isnan(unlimited))  # NaN stays "no measurement"
+    relative = DepthPipeline(OnnxRuntimeBackend(tiny_onnx, threads=1), 112, depth_max=0.5)
+    result = relative.process(Frame(rgb))
+    assert not result.metric and not np.isinf(result.depth).any()  # depth.max is metres: not applied
 
 
 def test_pipeline_metric_model_is_metres_within_max_depth(tiny_metric_onnx, rng):

@@ -37,12 +37,9 @@ FRAME = "camera_optical_frame"
 NODE = "depth_node"
 
 
-@pytest.fixture(scope="module")
-def ros(tiny_onnx, tmp_path_factory):
-    """One node process + one client for the module (node start-up costs ~3 s)."""
+def _node_and_client(onnx: str, folder, params: dict):
     domain, namespace = random_domain_id(), unique_namespace()
-    log = tmp_path_factory.mktemp("node") / "depth_node.log"
-    node = NodeProcess(node_command(tiny_onnx, namespace, {"input_size": 140}), domain, log)
+    node = NodeProcess(node_command(onnx, namespace, params), domain, folder / "depth_node.log")
     client = RosClient(domain, namespace)
     try:
         assert client.wait_connected(60), f"node did not come up:\n{node.output()}"
@@ -51,6 +48,20 @@ def ros(tiny_onnx, tmp_path_factory):
         client.close()
         rc = node.stop(signal.SIGINT)
     assert rc == 0, f"depth_node exited {rc} on SIGINT:\n{node.output()}"
+
+
+@pytest.fixture(scope="module")
+def ros(tiny_onnx, tmp_path_factory):
+    """One node process + one client for the module (node start-up costs ~3 s): relative model,
+    default scale.mode none, so only depth/relative, depth/colorized and depth/camera_info flow."""
+    yield from _node_and_client(tiny_onnx, tmp_path_factory.mktemp("node"), {"input_size": 140})
+
+
+@pytest.fixture(scope="module")
+def ros_metric(tiny_onnx, tmp_path_factory):
+    """The same model with a fixed scale: metres on depth/image and depth/points (REP 118)."""
+    params = {"input_size": 140, "scale.mode": "fixed"}
+    yield from _node_and_client(tiny_onnx, tmp_path_factory.mktemp("node_metric"), params)
 
 
 _stamp = [1000.0]
@@ -83,7 +94,7 @@ def stamped(stamp: float):
 def test_no_camera_info_gives_no_output_and_a_warning(ros):
     node, client = ros
     stamp = send(client, info=False)
-    assert client.wait_for("depth/image", stamped(stamp), timeout=1.5) is None
+    assert client.wait_for("depth/relative", stamped(stamp), timeout=1.5) is None
     assert node.wait_for_output("no CameraInfo received on"), node.output()
     diag = client.fresh_diagnostics(NODE)
     assert diag["pipeline"]["message"].startswith("waiting for CameraInfo"), diag
@@ -92,18 +103,18 @@ def test_no_camera_info_gives_no_output_and_a_warning(ros):
 
 @pytest.mark.ros
 def test_output_contract(ros):
+    """Relative model, no scale (the defaults): unit-less depth on depth/relative only (REP 118)."""
     _, client = ros
     rgb = make_image(H, W, seed=3)
     stamp = send(client, rgb)
-    depth_msg = client.wait_for("depth/image", stamped(stamp))
-    assert depth_msg is not None, "no depth/image"
-    assert (depth_msg.encoding, depth_msg.height, depth_msg.width) == ("32FC1", H, W)
-    assert depth_msg.header.frame_id == FRAME
-    depth = array_from_msg(depth_msg)
+    relative_msg = client.wait_for("depth/relative", stamped(stamp))
+    assert relative_msg is not None, "no depth/relative"
+    assert (relative_msg.encoding, relative_msg.height, relative_msg.width) == ("32FC1", H, W)
+    assert relative_msg.header.frame_id == FRAME
+    depth = array_from_msg(relative_msg)
     finite = np.isfinite(depth)
     assert finite.mean() > 0.5 and (depth[finite] > 0).all()
-    # relative model, no scale: unit-less depth normalised to a median of ~1 (a sampled median)
-    assert 0.5 < np.nanmedian(depth) < 2.0
+    assert 0.5 < np.nanmedian(depth) < 2.0  # unit-less, normalised to a median of ~1 (a sampled median)
 
     info = client.wait_for("depth/camera_info", stamped(stamp))
     assert info is not None and info.header.frame_id == FRAME
@@ -113,7 +124,19 @@ def test_output_contract(ros):
     assert (colorized.encoding, colorized.height, colorized.width) == ("bgr8", H, W)
     assert colorized.header.frame_id == FRAME
     assert array_from_msg(colorized)[finite].max() > 0
+    # the metres topics stay silent: nothing unit-less on them, ever
+    assert client.wait_for("depth/image", timeout=0.5) is None
+    assert client.wait_for("depth/points", timeout=0.1) is None
 
+
+@pytest.mark.ros
+def test_cloud_contract(ros_metric):
+    """Metric (fixed scale): depth/points is the organized back-projection of depth/image."""
+    _, client = ros_metric
+    rgb = make_image(H, W, seed=3)
+    stamp = send(client, rgb)
+    depth = array_from_msg(client.wait_for("depth/image", stamped(stamp)))
+    finite = np.isfinite(depth)
     cloud_msg = client.wait_for("depth/points", stamped(stamp))
     assert (cloud_msg.height, cloud_msg.width, cloud_msg.is_dense) == (H, W, False)
     assert cloud_msg.header.frame_id == FRAME
@@ -127,10 +150,10 @@ def test_output_contract(ros):
 
 
 @pytest.mark.ros
-def test_cloud_uses_p_not_k(ros):
+def test_cloud_uses_p_not_k(ros_metric):
     """A rectified image is described by P: with P != K (like image_proc's rectify test), the cloud
     follows P; K is what the unrectified camera had."""
-    _, client = ros
+    _, client = ros_metric
     pfx, pfy, pcx, pcy = 70.0, 72.0, 75.0, 62.0
     stamp = send(client, p=[pfx, 0.0, pcx, 0.0, 0.0, pfy, pcy, 0.0, 0.0, 0.0, 1.0, 0.0])
     depth = array_from_msg(client.wait_for("depth/image", stamped(stamp)))
@@ -141,28 +164,6 @@ def test_cloud_uses_p_not_k(ros):
     np.testing.assert_allclose(cloud["y"][finite], ((v - pcy) * depth / pfy)[finite], rtol=1e-5, atol=1e-6)
 
 
-@pytest.mark.ros
-def test_dynamic_stride_and_max_range(ros):
-    _, client = ros
-    results = client.set_parameters(NODE, {"points.stride": 3, "points.max_range": 1.0})
-    assert all(r.successful for r in results), results
-    try:
-        stamp = send(client)
-        cloud_msg = client.wait_for("depth/points", stamped(stamp))
-        depth = array_from_msg(client.wait_for("depth/image", stamped(stamp)))
-        assert (cloud_msg.height, cloud_msg.width) == (40, 54)  # ceil(120/3), ceil(160/3)
-        cloud = cloud_array(cloud_msg)
-        z = depth[::3, ::3]
-        keep = np.isfinite(z) & (z <= 1.0)
-        assert keep.any() and (~keep).any()
-        np.testing.assert_allclose(cloud["z"][keep], z[keep], rtol=1e-6)
-        assert np.isnan(cloud["z"][~keep]).all()  # beyond max_range: NaN, organized layout kept
-        _, u = np.mgrid[0:H:3, 0:W:3]
-        np.testing.assert_allclose(cloud["x"][keep], ((u - CX) * z / FX)[keep], rtol=1e-5, atol=1e-6)
-    finally:
-        client.set_parameters(NODE, {"points.stride": 1, "points.max_range": 0.0})
-
-
 def _failures(diag: dict) -> dict[str, int]:
     """Frames lost to a processing failure or an internal error, by diagnostics key."""
     pipeline = diag["pipeline"]
@@ -171,9 +172,9 @@ def _failures(diag: dict) -> dict[str, int]:
 
 
 @pytest.mark.ros
-def test_live_stride_changes_while_streaming_never_fail_a_frame(ros):
+def test_live_stride_changes_while_streaming_never_fail_a_frame(ros_metric):
     """points.stride flips between 1 and 3 while frames stream: every frame uses one stride."""
-    node, client = ros
+    node, client = ros_metric
     before = _failures(client.fresh_diagnostics(NODE))
     client.clear()
     stop = threading.Event()
@@ -214,18 +215,19 @@ def test_parameter_rejection_through_set_parameters_service(ros):
 
 
 @pytest.mark.ros
-def test_relative_publish_false_publishes_nothing_until_metric(ros):
+def test_relative_publish_false_silences_depth_relative(ros):
     _, client = ros
     (ok,) = client.set_parameters(NODE, {"relative.publish": False})
     assert ok.successful
     try:
         stamp = send(client)
-        assert client.wait_for("depth/image", stamped(stamp), timeout=1.5) is None
-        assert client.wait_for("depth/points", stamped(stamp), timeout=0.1) is None
+        assert client.wait_for("depth/colorized", stamped(stamp)) is not None
+        assert client.wait_for("depth/relative", stamped(stamp), timeout=1.0) is None
+        assert client.wait_for("depth/image", stamped(stamp), timeout=0.1) is None
     finally:
         client.set_parameters(NODE, {"relative.publish": True})
     stamp = send(client)
-    assert client.wait_for("depth/image", stamped(stamp)) is not None
+    assert client.wait_for("depth/relative", stamped(stamp)) is not None
 
 
 def _bad_image(**fields):
@@ -265,8 +267,8 @@ def test_bad_input_is_counted_and_node_keeps_serving(ros, reason, bad, log):
     bad_stamp = send(client, **bad)
     time.sleep(0.3)  # let the worker take the bad frame before the good one replaces it
     good_stamp = send(client)
-    assert client.wait_for("depth/image", stamped(good_stamp)) is not None, node.output()
-    assert client.wait_for("depth/image", stamped(bad_stamp), timeout=0.1) is None
+    assert client.wait_for("depth/relative", stamped(good_stamp)) is not None, node.output()
+    assert client.wait_for("depth/relative", stamped(bad_stamp), timeout=0.1) is None
     assert node.wait_for_output(log), node.output()
 
     def counted() -> bool:
@@ -303,8 +305,8 @@ def test_overload_drops_frames_and_bounds_latency(tiny_onnx, tmp_path):
     """A model much slower than the camera: older frames are dropped, latency stays ~1 frame."""
     domain, namespace = random_domain_id(), unique_namespace()
     node = NodeProcess(node_command(tiny_onnx, namespace, {"input_size": 518}), domain, tmp_path / "node.log")
-    # Only depth/image is subscribed: the cloud and colour map work must be skipped.
-    client = RosClient(domain, namespace, outputs=("depth/image",))
+    # Only depth/relative is subscribed: the cloud and colour map work must be skipped.
+    client = RosClient(domain, namespace, outputs=("depth/relative",))
     try:
         assert client.wait_connected(60), node.output()
         published: dict[tuple[int, int], float] = {}
@@ -317,10 +319,10 @@ def test_overload_drops_frames_and_bounds_latency(tiny_onnx, tmp_path):
             published[(hdr.stamp.sec, hdr.stamp.nanosec)] = time.monotonic()
             time.sleep(0.02)  # 50 Hz camera
         last = header(5000.0 + 59 * 0.02, FRAME)
-        assert client.wait_for("depth/image", lambda m: m.header.stamp == last.stamp, timeout=10), (
+        assert client.wait_for("depth/relative", lambda m: m.header.stamp == last.stamp, timeout=10), (
             node.output()
         )
-        received = client.received["depth/image"]
+        received = client.received["depth/relative"]
         assert len(received) < 40, "the node processed (almost) every frame: no overload happened"
         latencies = [t - published[(m.header.stamp.sec, m.header.stamp.nanosec)] for t, m in received]
         per_frame = min(latencies)

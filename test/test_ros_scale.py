@@ -65,8 +65,9 @@ def test_sparse_mode_turns_depth_metric(tiny_onnx, tmp_path):
         assert client.wait_connected(60), node.output()
         rgb = make_image(H, W, seed=5)
         _send(client, 100.0, rgb)
-        first = client.wait_for("depth/image", _stamped(100.0))
+        first = client.wait_for("depth/relative", _stamped(100.0))
         assert first is not None, node.output()
+        assert client.wait_for("depth/image", _stamped(100.0), timeout=0.5) is None  # not metres yet
         relative = array_from_msg(first)
         assert client.fresh_diagnostics("depth_node")["scale"]["status"] == "relative"
 
@@ -111,14 +112,14 @@ def test_trajectory_mode_reads_odometry_and_counts_bad_poses(tiny_onnx, tmp_path
         time.sleep(0.3)
         # The good poses left (200.0, 200.15) are further apart than scale.max_pose_gap (0.1 s).
         _send(client, 200.07, make_image(H, W, seed=1))
-        assert client.wait_for("depth/image", _stamped(200.07)) is not None, node.output()
+        assert client.wait_for("depth/relative", _stamped(200.07)) is not None, node.output()
         scale = client.fresh_diagnostics("depth_node")["scale"]
         assert scale["mode"] == "trajectory" and scale["status"] == "relative", scale
         for reason in ("nan_pose", "non_unit_quaternion", "duplicate_stamp", "pose_gap"):
             assert scale.get(f"counter: {reason}") == "1", (reason, scale)
         assert "max_pose_gap" in scale["detail"], scale
         _send(client, 200.15, make_image(H, W, seed=1))  # exactly at a good pose: first keyframe
-        assert client.wait_for("depth/image", _stamped(200.15)) is not None, node.output()
+        assert client.wait_for("depth/relative", _stamped(200.15)) is not None, node.output()
         scale = client.fresh_diagnostics("depth_node")["scale"]
         assert "keyframe" in scale["detail"] and scale["status"] == "relative", scale
     finally:

@@ -70,15 +70,17 @@ class Session:
         self.node = NodeProcess(
             node_command(model, namespace, {**RELIABLE_INPUT, **params}), domain, log_path
         )
-        self.client = RosClient(domain, namespace, outputs=("depth/image",))
+        self.client = RosClient(domain, namespace, outputs=("depth/image", "depth/relative"))
 
-    def send(self, stamp: float, rgb: np.ndarray, k: CameraIntrinsics) -> np.ndarray:
-        """Publish one frame, return the published depth of that frame."""
+    def send(
+        self, stamp: float, rgb: np.ndarray, k: CameraIntrinsics, topic: str = "depth/image"
+    ) -> np.ndarray:
+        """Publish one frame, return the published depth of that frame (`topic`: metres or relative)."""
         hdr = header(stamp, FRAME)
         self.client.info_pub.publish(camera_info(k.width, k.height, k.fx, k.fy, k.cx, k.cy, hdr))
         time.sleep(0.05)
         self.client.image_pub.publish(image_msg(rgb, "rgb8", hdr))
-        msg = self.client.wait_for("depth/image", _stamped(stamp), timeout=20.0)
+        msg = self.client.wait_for(topic, _stamped(stamp), timeout=20.0)
         assert msg is not None, self.node.output()
         return array_from_msg(msg)
 
@@ -221,7 +223,7 @@ def test_trajectory_mode_recovers_metric_depth_from_odometry(oracle_onnx, castle
         errors = []
         for i, (stamp, frame) in enumerate(zip(stamps, castle)):
             rgb, truth = castle_image(frame)
-            depth = session.send(stamp, rgb, k)
+            depth = session.send(stamp, rgb, k, "depth/image" if i else "depth/relative")
             if i == 0:
                 assert session.scale_diagnostics()["status"] == "relative"
                 continue

@@ -35,20 +35,22 @@ def backproject(
     """Depth (HxW, metres along the optical axis) -> organised [H', W', 3] float32 x, y, z.
 
     x = (u - cx) z / fx, y = (v - cy) z / fy in the camera optical frame (REP 103: x right,
-    y down, z forward). Invalid depth (NaN, <= 0, beyond `max_range` when > 0) gives NaN points.
+    y down, z forward). REP 118 semantics: no measurement (NaN, <= 0) gives NaN points; too far
+    (+Inf depth, or beyond `max_range` when > 0) gives x = y = z = +Inf.
     """
     if depth.shape != (intr.height, intr.width):
         raise ValueError(f"depth {depth.shape[::-1]} does not match intrinsics {intr.width}x{intr.height}")
     z = depth[::stride, ::stride].astype(np.float32, copy=True)
     invalid = ~(z > 0)  # catches NaN too
-    if max_range > 0:
-        invalid |= z > max_range
+    far = z > max_range if max_range > 0 else np.isposinf(z)
     z[invalid] = np.nan
     ray_x, ray_y = _rays(intr, stride)
     points = np.empty(z.shape + (3,), np.float32)
-    np.multiply(z, ray_x[None, :], out=points[..., 0])
-    np.multiply(z, ray_y[:, None], out=points[..., 1])
+    with np.errstate(invalid="ignore"):  # inf * 0 on the principal ray: overwritten below
+        np.multiply(z, ray_x[None, :], out=points[..., 0])
+        np.multiply(z, ray_y[:, None], out=points[..., 1])
     points[..., 2] = z
+    points[far] = np.inf
     return points
 
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import BackendUnavailableError, InvalidModelError
+from ..logsteps import long_step
 from ..models.onnx_contract import file_sha256, read_spec
 from ..models.spec import INPUT_PIXELS, OUTPUT_DEPTH
 from .base import Backend
@@ -314,7 +315,9 @@ class TensorRTBackend(Backend):
     def _build(self, threshold: float, workspace_gb: float, show_progress: bool) -> None:
         start = time.perf_counter()
         progress = _ProgressPrinter() if show_progress else None
-        data = build_serialized_engine(self.onnx_path, self.profile, self.precision, workspace_gb, progress)
+        args = (self.onnx_path, self.profile, self.precision, workspace_gb, progress)
+        with long_step(log, f"building TensorRT engine {self.engine_path.name}", announce=False):
+            data = build_serialized_engine(*args)
         self.build_seconds = time.perf_counter() - start
         if progress:
             sys.stderr.write("\n")

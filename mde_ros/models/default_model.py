@@ -137,18 +137,20 @@ def ensure_default_onnx(engine_dir: Path | str | None = None, weights: Path | No
             return target
         except Exception as exc:  # a truncated or foreign file: rebuild it
             log.warning("rebuilding %s: %s", target, exc)
+    from ..logsteps import long_step
+
     folder.mkdir(parents=True, exist_ok=True)
-    log.info("building the default model's ONNX into %s (once, a few seconds)", target)
-    # Build under a private name, then rename: concurrent first uses never see a half-written file.
-    fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=folder)
-    os.close(fd)
-    try:
-        _build_default_onnx(Path(weights or default_weights()), Path(tmp))
-        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache may be shared
-        os.replace(tmp, target)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
-        Path(tmp).with_suffix(".tmp.onnx").unlink(missing_ok=True)
+    with long_step(log, "building the default ONNX", f"once, a few seconds, into {target}"):
+        # Build under a private name, then rename: concurrent first uses never see a half-written file.
+        fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=folder)
+        os.close(fd)
+        try:
+            _build_default_onnx(Path(weights or default_weights()), Path(tmp))
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache may be shared
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+            Path(tmp).with_suffix(".tmp.onnx").unlink(missing_ok=True)
     return target
 
 

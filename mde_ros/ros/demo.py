@@ -62,7 +62,8 @@ def run_demo(args: argparse.Namespace) -> int:
             player.destroy_node()
         rclpy.try_shutdown()
     _print_summary(recorder, player, elapsed, output, ply)
-    return 0 if recorder.stats.counts["depth/image"] > 0 else 1
+    counts = recorder.stats.counts
+    return 0 if counts["depth/image"] + counts["depth/relative"] > 0 else 1
 
 
 def _start_node(onnx_path: Path, args: argparse.Namespace) -> subprocess.Popen:
@@ -104,17 +105,14 @@ def _stop(node: subprocess.Popen) -> None:
 def _print_summary(recorder: Recorder, player, elapsed: float, output: Path, ply: Path | None) -> None:
     stats = recorder.stats
     sent = player.sent if player else 0
-    received = stats.counts["depth/image"]
+    received = max(stats.counts["depth/image"], stats.counts["depth/relative"])
     print("\n=== mde_ros demo ===")
-    print(f"frames: {sent} published at the camera, {received} depth images received in {elapsed:.1f} s")
+    print(f"frames: {sent} published at the camera, {received} processed in {elapsed:.1f} s")
     if stats.latencies_ms:
         lat = np.asarray(stats.latencies_ms)
         print(f"latency camera stamp -> depth received: p50 {np.percentile(lat, 50):.0f} ms, "
               f"p99 {np.percentile(lat, 99):.0f} ms")  # fmt: skip
-    if stats.depth_ranges:
-        ranges = np.asarray(stats.depth_ranges)
-        print(f"depth: min {ranges[:, 0].min():.3f}, median {np.median(ranges[:, 1]):.3f}, "
-              f"max {ranges[:, 2].max():.3f}")  # fmt: skip
+    _print_depth(stats)
     diag = stats.last_diagnostics
     for key in sorted(diag):
         if any(word in key for word in ("backend", "model", "status", "scale", "dropped", "latency")):
@@ -122,3 +120,15 @@ def _print_summary(recorder: Recorder, player, elapsed: float, output: Path, ply
     print(f"outputs: {', '.join(f'{t} x{n}' for t, n in stats.counts.items())}")
     written = f"{recorder.bag_path} (rosbag2, MCAP), {output / 'colorized'}/*.png"
     print(f"written: {written}" + (f", {ply}" if ply else ""))
+
+
+def _print_depth(stats) -> None:
+    """Metres (depth/image, REP 118) and unit-less depth (depth/relative) never share a figure."""
+    metric, relative = stats.counts["depth/image"], stats.counts["depth/relative"]
+    if stats.depth_ranges:
+        ranges = np.asarray(stats.depth_ranges)
+        print(f"metric depth (depth/image, {metric} frames): min {ranges[:, 0].min():.3f} m, "
+              f"median {np.median(ranges[:, 1]):.3f} m, max {ranges[:, 2].max():.3f} m")  # fmt: skip
+    else:
+        print("metric depth (depth/image): none, no metric scale (see the node's WARN above)")
+    print(f"relative depth (depth/relative, unit-less, median 1): {relative} frames")

@@ -1,5 +1,6 @@
-"""The ROS 2 depth node: `image` + `camera_info` -> depth/image, depth/camera_info, depth/points,
-depth/colorized and /diagnostics. A thin adapter around `mde_ros.pipeline.DepthPipeline`.
+"""The ROS 2 depth node: `image` + `camera_info` -> depth/image, depth/points (metres only, REP 118),
+depth/relative (unit-less), depth/colorized, depth/camera_info and /diagnostics (see ros/outputs.py).
+A thin adapter around `mde_ros.pipeline.DepthPipeline`.
 
 Threading: the image callback only stores the newest message (an older one still waiting is
 dropped and counted); ONE worker thread runs the pipeline on the newest frame and publishes. So
@@ -25,23 +26,24 @@ from rclpy._rclpy_pybind11 import RCLError
 from rclpy.exceptions import ParameterException
 from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
-from sensor_msgs.msg import CameraInfo, Image, PointCloud2
+from sensor_msgs.msg import CameraInfo, Image
 
 from ..config import NodeConfig, ScaleConfig, with_values
 from ..errors import InvalidInputError, MdeRosError
 from ..geometry.intrinsics import CameraIntrinsics
-from ..pipeline import Frame, lap_ms
+from ..pipeline import Frame
 from ..pipeline_factory import build_pipeline
-from ..processing import colorize
 from ..scale.base import ScaleEstimator
 from ..scale.factory import create_estimator
 from . import diagnostics as diag
 from .camera_info import check_image_size, intrinsics_from_info
-from .image_conversion import ImageWriter, rgb_from_msg
+from .image_conversion import rgb_from_msg
+from .inputs import subscribe_image
+from .log_bridge import LogBridge
 from .node_help import help_text, wants_help
+from .outputs import DepthOutputs, MetricNotice
 from .parameters import PARAMETERS, declare_all, node_config, validate
-from .pointcloud import CloudPacker
-from .qos import endpoint_qos
+from .qos import endpoint_qos, overridable
 from .scale_topics import attach_scale_inputs, stamp_seconds
 
 NODE_NAME = "depth_node"
@@ -78,17 +80,27 @@ def create_scale_estimator(config: ScaleConfig) -> ScaleEstimator:
 
 
 class DepthNode(Node):
+    MANAGED = False  # the lifecycle node (ros/lifecycle_node.py) configures in its transition
+
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(NODE_NAME, **kwargs)
-        params = declare_all(self)
-        problems = validate(params)
+        self._log_bridge = LogBridge(self.get_logger())  # the library's log lines reach /rosout
+        self.params = declare_all(self)
+        self._settings_lock = threading.Lock()
+        self.active = not self.MANAGED  # frames are taken only while active
+        if not self.MANAGED:
+            self.configure()
+
+    def configure(self) -> None:
+        """Check parameters, load the model, create publishers, subscriptions and the worker."""
+        problems = validate(self.params)
         if problems:
             raise StartupError("invalid parameters: " + "; ".join(problems))
-        self._settings_lock = threading.Lock()
-        self._settings = node_config(params)
-        self.scale_mode = self._settings.scale.mode
-        self.estimator = create_scale_estimator(self._settings.scale)
-        self.pipeline = build_pipeline(self._settings, self.estimator)
+        self._settings = node_config(self.params)
+        s = self._settings
+        self.scale_mode = s.scale.mode
+        self.estimator = create_scale_estimator(s.scale)
+        self.pipeline = build_pipeline(s, self.estimator)
         self.stats = diag.NodeStats()
         self.throttle = Throttle(self.get_logger())
         self._pending: tuple[Image, float] | None = None
@@ -96,23 +108,21 @@ class DepthNode(Node):
         self._intrinsics_cache: tuple[CameraInfo, CameraIntrinsics] | None = None
         self._condition = threading.Condition()
         self._stop = False
-        # Reused output buffers (worker thread only).
-        self._depth_writer, self._color_writer = ImageWriter("32FC1"), ImageWriter("bgr8")
-        self._cloud_packer = CloudPacker()
-
-        qos_in, qos_out = endpoint_qos(self._settings.qos.input), endpoint_qos(self._settings.qos.output)
-        self.pub_depth = self.create_publisher(Image, "depth/image", qos_out)
-        self.pub_info = self.create_publisher(CameraInfo, "depth/camera_info", qos_out)
-        self.pub_points = self.create_publisher(PointCloud2, "depth/points", qos_out)
-        self.pub_color = self.create_publisher(Image, "depth/colorized", qos_out)
+        self.relative_model = self.pipeline.spec.convention == "disparity"
+        qos_in, qos_out = endpoint_qos(s.qos.input), endpoint_qos(s.qos.output)
+        self.outputs = DepthOutputs(self, qos_out, **overridable())
+        self.notice = MetricNotice(
+            self.get_logger(), self.relative_model, self.scale_mode, self.resolve_topic_name
+        )
         from diagnostic_msgs.msg import DiagnosticArray
 
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        attach_scale_inputs(self, self.estimator, self._settings.scale, qos_in)
+        attach_scale_inputs(self, self.estimator, s.scale, qos_in, **overridable())
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
-        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_in)
-        self.create_subscription(Image, "image", self._on_image, qos_in)
+        self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_in, **overridable())
+        transport = s.input.image_transport
+        _, self.image_topic = subscribe_image(self, transport, self._on_image, qos_in, **overridable())
         self.create_timer(1.0, self._publish_diagnostics)
         self._worker = threading.Thread(target=self._run_worker, name="depth_worker", daemon=True)
         self._worker.start()
@@ -120,8 +130,9 @@ class DepthNode(Node):
         self.get_logger().info(
             f"model {self.pipeline.spec.name} ({self.pipeline.spec.convention}) on {backend.describe()}, "
             f"input size {self.pipeline.input_size}, scale {self.scale_mode}; waiting for "
-            f"{self.resolve_topic_name('image')} and {self.resolve_topic_name('camera_info')}"
+            f"{self.image_topic} and {self.resolve_topic_name('camera_info')}"
         )
+        self.notice.startup()
 
     # --- callbacks (executor thread) ----------------------------------------------------------
 
@@ -129,6 +140,8 @@ class DepthNode(Node):
         self._camera_info = msg
 
     def _on_image(self, msg: Image) -> None:
+        if not self.active:
+            return
         with self._condition:
             replaced = self._pending is not None
             self._pending = (msg, time.monotonic())
@@ -199,20 +212,21 @@ class DepthNode(Node):
                 "frames are skipped until one arrives",
             )
             return
-        intrinsics = self._intrinsics(info, msg.width, msg.height)
-        want = self._wanted_outputs(s)
+        intrinsics = self._intrinsics(info, rgb.shape[1], rgb.shape[0])  # CompressedImage has no size
+        never_metric = self.relative_model and self.scale_mode == "none"
+        want = self.outputs.wanted(
+            s.points.enabled, s.colorized.enabled, s.relative.publish, not never_metric
+        )
         if not any(want.values()) and self.scale_mode in PASSIVE_SCALE_MODES:
             self.stats.on_skipped()
             return
         self.pipeline.depth_max = s.depth.max
         frame = Frame(rgb, intrinsics, stamp_seconds(msg.header.stamp))
-        result = self.pipeline.process(frame, want["points"], s.points.stride, s.points.max_range)
-        if not result.metric and not s.relative.publish:
-            self.throttle.warn(
-                "relative", "no metric scale yet and relative.publish is false: nothing published"
-            )
-            return
-        self._publish(msg, info, rgb, result, want, received_at, s)
+        result = self.pipeline.process(frame, want["depth/points"], s.points.stride, s.points.max_range)
+        self.notice.frame(result.metric, result.scale.message)
+        args = (s.points.stride, s.depth.max, self.relative_model)
+        timings = self.outputs.publish(msg.header, info, rgb, result, want, *args)
+        self.stats.on_published((time.monotonic() - received_at) * 1000.0, {**result.timings_ms, **timings})
 
     def _intrinsics(self, info: CameraInfo, width: int, height: int) -> CameraIntrinsics:
         cached = self._intrinsics_cache
@@ -220,52 +234,13 @@ class DepthNode(Node):
             self._intrinsics_cache = cached = (info, intrinsics_from_info(info))
         return check_image_size(cached[1], width, height)
 
-    def _wanted_outputs(self, s: NodeConfig) -> dict[str, bool]:
-        return {
-            "depth": self.pub_depth.get_subscription_count() > 0,
-            "info": self.pub_info.get_subscription_count() > 0,
-            "points": s.points.enabled and self.pub_points.get_subscription_count() > 0,
-            "color": s.colorized.enabled and self.pub_color.get_subscription_count() > 0,
-        }
-
-    def _publish(
-        self,
-        msg: Image,
-        info: CameraInfo,
-        rgb: Any,
-        result: Any,
-        want: dict,
-        received_at: float,
-        s: NodeConfig,
-    ) -> None:
-        timings = result.timings_ms
-        mark = time.perf_counter()
-        if want["depth"]:
-            self.pub_depth.publish(self._depth_writer.write(result.depth, msg.header))
-        if want["info"]:
-            info.header = msg.header
-            self.pub_info.publish(info)
-        timings["publish depth"] = lap_ms(mark)
-        if want["color"]:
-            mark = time.perf_counter()
-            colored = colorize(result.depth, s.depth.max or None)
-            self.pub_color.publish(self._color_writer.write(colored, msg.header))
-            timings["publish colorized"] = lap_ms(mark)
-        if want["points"] and result.points is not None:
-            mark = time.perf_counter()
-            stride = s.points.stride
-            cloud = self._cloud_packer.pack(result.points, rgb[::stride, ::stride], msg.header)
-            self.pub_points.publish(cloud)
-            timings["publish points"] = lap_ms(mark)
-        self.stats.on_published((time.monotonic() - received_at) * 1000.0, timings)
-
     # --- diagnostics --------------------------------------------------------------------------
 
     def _publish_diagnostics(self) -> None:
         snap = self.stats.snapshot()
         waiting = ""
         if snap.received == 0:
-            waiting = f"waiting for images on {self.resolve_topic_name('image')}"
+            waiting = f"waiting for images on {self.image_topic}"
         elif self._camera_info is None:
             waiting = f"waiting for CameraInfo on {self.resolve_topic_name('camera_info')}"
         backend = self.pipeline.backend
@@ -286,12 +261,18 @@ class DepthNode(Node):
         ]
         self.pub_diag.publish(diag.diagnostic_array(self.get_clock().now().to_msg(), statuses))
 
-    def close(self) -> None:
+    def release(self) -> None:
+        """Stop the worker and free the model (undoes configure() but for its ROS entities)."""
         with self._condition:
             self._stop = True
             self._condition.notify()
         self._worker.join(timeout=5.0)
         self.pipeline.close()
+
+    def close(self) -> None:
+        if hasattr(self, "_worker"):
+            self.release()
+        self._log_bridge.close()
 
 
 def _dynamic(values: dict[str, Any]) -> dict[str, Any]:
@@ -299,13 +280,13 @@ def _dynamic(values: dict[str, Any]) -> dict[str, Any]:
     return {name: value for name, value in values.items() if name in DYNAMIC}
 
 
-def main(args: list[str] | None = None) -> int:
+def main(args: list[str] | None = None, node_class: type[DepthNode] | None = None) -> int:
     if wants_help(sys.argv if args is None else args):  # usage + parameter table, no ROS started
         print(help_text())
         return 0
     rclpy.init(args=args)
     try:
-        node = DepthNode()
+        node = (node_class or DepthNode)()
     except (MdeRosError, ParameterException) as exc:
         print(f"{NODE_NAME}: error: {exc}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()

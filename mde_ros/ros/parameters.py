@@ -92,15 +92,22 @@ DOCS: dict[str, Doc] = {
         "Keep every N-th row and column of the cloud (1 = full, organized).", int_range=(1, 64)
     ),
     "points.max_range": Doc(
-        "Drop (NaN) points farther than this, metres (0 = no limit).", float_range=(0.0, 1000.0)
+        "Points farther than this are +Inf (REP 118 'too far'), metres (0 = no limit).",
+        float_range=(0.0, 1000.0),
     ),
     "colorized.enabled": Doc("Publish depth/colorized (bgr8, for people)."),
     "depth.max": Doc(
-        "Depth above this is invalid (NaN) in every output, metres (0 = no limit).", float_range=(0.0, 1000.0)
+        "Metric depth above this is +Inf (REP 118 'too far') in every output, metres (0 = no limit).",
+        float_range=(0.0, 1000.0),
     ),
     "relative.publish": Doc(
-        "Publish unit-less depth (median 1) while no metric scale exists; "
-        "false = publish nothing until metric."
+        "Publish depth/relative (32FC1, unit-less, median 1; relative models only). "
+        "depth/image and depth/points carry metres only, whatever this says."
+    ),
+    "image_transport": Doc(
+        "raw: sensor_msgs/Image on `image`; compressed: sensor_msgs/CompressedImage (jpeg/png) on "
+        "`<image>/compressed` (image_transport's naming).",
+        _R,
     ),
     "qos.input.reliability": Doc("image/camera_info reliability.", _R),
     "qos.input.depth": Doc("image/camera_info history depth.", _R, int_range=(1, 100)),
@@ -140,6 +147,11 @@ DOCS: dict[str, Doc] = {
         _R,
         check=vector(4, unit_norm=True),
     ),
+    "scale.extrinsic.frame": Doc(
+        "trajectory mode: expected Odometry child_frame_id (the frame the extrinsic starts from); "
+        "other frames are refused and counted ('' = accept any).",
+        _R,
+    ),
     "scale.sparse.translation": Doc(
         "sparse mode: points frame -> camera optical frame translation [x, y, z], m.", _R, check=vector(3)
     ),
@@ -147,6 +159,11 @@ DOCS: dict[str, Doc] = {
         "sparse mode: points frame -> camera optical frame rotation [x, y, z, w].",
         _R,
         check=vector(4, unit_norm=True),
+    ),
+    "scale.sparse.frame": Doc(
+        "sparse mode: expected sparse_points header.frame_id; other frames are refused and counted "
+        "('' = accept any).",
+        _R,
     ),
     "scale.sparse.min_points": Doc("sparse mode: minimum points in the image.", _R, int_range=(1, 1000000)),
     "scale.sparse.max_age": Doc(
@@ -201,6 +218,11 @@ def declare_all(node: Any) -> dict[str, Any]:
         from .node_help import ParameterTypeError, type_error_message
 
         raise ParameterTypeError(type_error_message(exc)) from None
+    return read_all(node)
+
+
+def read_all(node: Any) -> dict[str, Any]:
+    """name -> current value of every (declared) parameter."""
     return {p.name: _plain(node.get_parameter(p.name).value) for p in PARAMETERS}
 
 

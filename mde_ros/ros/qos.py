@@ -29,3 +29,12 @@ def qos_profile(reliability: str, depth: int) -> QoSProfile:
 
 def endpoint_qos(endpoint: QosEndpointConfig) -> QoSProfile:
     return qos_profile(endpoint.reliability, endpoint.depth)
+
+
+def overridable() -> dict:
+    """kwargs for create_publisher / create_subscription that accept ROS 2's standard per-topic
+    overrides, e.g. `qos_overrides./camera/image.subscription.reliability: reliable` (history,
+    depth, reliability; read at start-up). The `qos.*` parameters give every topic's default."""
+    from rclpy.qos_overriding_options import QoSOverridingOptions
+
+    return {"qos_overriding_options": QoSOverridingOptions.with_default_policies()}

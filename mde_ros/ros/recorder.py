@@ -23,6 +23,7 @@ RECORDED = {
     "depth/image": "sensor_msgs/msg/Image",
     "depth/camera_info": "sensor_msgs/msg/CameraInfo",
     "depth/colorized": "sensor_msgs/msg/Image",
+    "depth/relative": "sensor_msgs/msg/Image",
     "depth/points": "sensor_msgs/msg/PointCloud2",
     "/diagnostics": "diagnostic_msgs/msg/DiagnosticArray",
 }

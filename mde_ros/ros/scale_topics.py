@@ -46,31 +46,42 @@ def feed_sparse_points(estimator: Any, msg: Any) -> str | None:
     return None
 
 
-def attach_scale_inputs(node: Any, estimator: Any, config: ScaleConfig, qos: Any) -> list[Any]:
-    """Create the subscriptions the estimator's mode needs (relative topic names); returns them."""
+def attach_scale_inputs(node: Any, estimator: Any, config: ScaleConfig, qos: Any, **kwargs: Any) -> list[Any]:
+    """Create the subscriptions the estimator's mode needs (relative topic names); returns them.
+    `kwargs` go to every create_subscription (e.g. QoS overriding options)."""
+    from .frames import FrameCheck
+
     subscriptions = []
     if hasattr(estimator, "add_pose"):
+        body = FrameCheck(node, estimator, "scale.extrinsic.frame", config.extrinsic.frame)
         if config.pose_type == "pose":
+            if body.expected:  # PoseStamped names only the frame it is expressed in, not the body
+                node.get_logger().warning("scale.extrinsic.frame is not checked for PoseStamped poses")
             from geometry_msgs.msg import PoseStamped
 
             def on_pose(msg: PoseStamped) -> None:
                 feed_pose(estimator, msg, "pose")
 
-            subscriptions.append(node.create_subscription(PoseStamped, "pose", on_pose, qos))
+            subscriptions.append(node.create_subscription(PoseStamped, "pose", on_pose, qos, **kwargs))
         else:
             from nav_msgs.msg import Odometry
 
             def on_odom(msg: Odometry) -> None:
-                feed_pose(estimator, msg, "odom")
+                if body.accepts(msg.child_frame_id, "odom", "child_frame_id"):
+                    feed_pose(estimator, msg, "odom")
 
-            subscriptions.append(node.create_subscription(Odometry, "odom", on_odom, qos))
+            subscriptions.append(node.create_subscription(Odometry, "odom", on_odom, qos, **kwargs))
     if hasattr(estimator, "add_sparse_points"):
         from sensor_msgs.msg import PointCloud2
 
+        frames = FrameCheck(node, estimator, "scale.sparse.frame", config.sparse.frame)
+
         def on_points(msg: PointCloud2) -> None:
+            if not frames.accepts(msg.header.frame_id, "sparse_points"):
+                return
             problem = feed_sparse_points(estimator, msg)
             if problem:
                 node.get_logger().warning(f"sparse_points: {problem}", throttle_duration_sec=5.0)
 
-        subscriptions.append(node.create_subscription(PointCloud2, "sparse_points", on_points, qos))
+        subscriptions.append(node.create_subscription(PointCloud2, "sparse_points", on_points, qos, **kwargs))
     return subscriptions

@@ -117,7 +117,7 @@ class RosClient:
     """A client rclpy node: publishes image + camera_info, records every output topic (clear()
     what was read in long runs) and the /diagnostics."""
 
-    OUTPUTS = ("depth/image", "depth/camera_info", "depth/points", "depth/colorized")
+    OUTPUTS = ("depth/image", "depth/camera_info", "depth/points", "depth/colorized", "depth/relative")
 
     def __init__(self, domain_id: int, namespace: str, outputs: tuple[str, ...] = OUTPUTS) -> None:
         use_local_dds()
@@ -139,7 +139,7 @@ class RosClient:
         self.received: dict[str, list[tuple[float, Any]]] = {}
         self.subs = []
         types = {"depth/image": Image, "depth/camera_info": CameraInfo, "depth/points": PointCloud2}
-        types["depth/colorized"] = Image
+        types["depth/colorized"] = types["depth/relative"] = Image
         for topic in outputs:
             self._subscribe(types[topic], topic, reliable)
         self._subscribe(DiagnosticArray, "/diagnostics", QoSProfile(depth=100))
@@ -155,6 +155,10 @@ class RosClient:
             self.executor.spin()
         except ExternalShutdownException:
             pass
+
+    def record(self, msg_type: Any, topic: str, qos: Any) -> None:
+        """Also record `topic` (e.g. /rosout); read it with `messages` / `wait_for`."""
+        self._subscribe(msg_type, topic, qos)
 
     def _subscribe(self, msg_type: Any, topic: str, qos: Any) -> None:
         self.received[topic] = []
