@@ -346,7 +346,7 @@ def test_internal_error_is_logged_once_with_traceback_counted_and_node_stays_up(
     broken = export_oracle_disparity_onnx(tmp_path / "two_channel_output.onnx", channels=2)
     domain, namespace = random_domain_id(), unique_namespace()
     node = NodeProcess(node_command(str(broken), namespace), domain, tmp_path / "node.log")
-    client = RosClient(domain, namespace, outputs=("depth/image",))
+    client = RosClient(domain, namespace, outputs=("depth/relative",))  # relative model, no scale
     try:
         assert client.wait_connected(60), node.output()
 
@@ -363,7 +363,7 @@ def test_internal_error_is_logged_once_with_traceback_counted_and_node_stays_up(
         log = node.output()
         assert log.count("Traceback (most recent call last)") == 1, log  # once per type, in full
         assert "[ERROR]" in log and "internal error" in log and "resize_prediction" in log, log
-        assert client.messages("depth/image") == []
+        assert client.messages("depth/relative") == []
         assert node.proc.poll() is None  # still serving
     finally:
         client.close()
