@@ -70,3 +70,17 @@ def test_default_model_runs_on_a_real_castel_frame(default_onnx):
         "abs_rel"
     ]
     assert model < constant
+
+
+@pytest.mark.slow
+def test_torch_backend_runs_the_default_model(default_onnx):
+    """backend: torch on the node's own default model (its ONNX points back at the shipped weights)."""
+    from mde_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
+    from mde_ros.inference.torch_backend import TorchBackend
+    from mde_ros.models.export import SOURCE_METADATA_KEY, read_metadata, smooth_pixels
+
+    assert '"kind": "default"' in read_metadata(default_onnx)[SOURCE_METADATA_KEY]
+    pixels = smooth_pixels(np.random.default_rng(0), 70, 98)
+    with TorchBackend(default_onnx, threads=2) as backend, OnnxRuntimeBackend(default_onnx) as reference:
+        got, expected = backend.infer(pixels), reference.infer(pixels)
+    assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()

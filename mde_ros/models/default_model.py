@@ -116,6 +116,15 @@ def load_default_model(weights: Path | None = None):
     return model.eval(), spec
 
 
+def default_source(weights: Path | None = None):
+    """The `mde_ros.source` pointer of the default model's ONNX: lets the torch backend rebuild it."""
+    from .checkpoints import Checkpoint
+    from .onnx_contract import file_sha256
+
+    path = Path(weights or default_weights())
+    return Checkpoint(kind=DEFAULT_NAME, path=str(path), sha256=file_sha256(path))
+
+
 def default_engine_dir() -> Path:
     """MDE_ROS_ENGINE_DIR, else the checkout's engines/ when writable, else ~/.cache/mde_ros/engines."""
     from ..paths import engine_dir
@@ -150,7 +159,7 @@ def ensure_default_onnx(engine_dir: Path | str | None = None, weights: Path | No
     fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=folder)
     os.close(fd)
     try:
-        export_onnx(model, spec, tmp)
+        export_onnx(model, spec, tmp, source=default_source(weights).to_json())
         os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache may be shared
         os.replace(tmp, target)
     finally:

@@ -16,6 +16,8 @@ from __future__ import annotations
 from pathlib import Path
 
 FLOAT, FLOAT16 = 1, 10
+# Bump when the conversion rules change: cached converted ONNX files carry it in their name.
+CONVERTER_VERSION = 2
 FP16_OPS = frozenset(
     {
         "Add", "Sub", "Mul", "Div", "MatMul", "Gemm", "Conv", "ConvTranspose", "Relu", "Sigmoid",
@@ -151,9 +153,25 @@ def _data_tensors(graph, types: dict[str, int]) -> set[str]:
 
 
 def convert_file(src: str | Path, dst: str | Path) -> Path:
-    """Convert an ONNX file; metadata (spec, source) is kept."""
+    """Convert an ONNX file; metadata (spec, source) is kept. Written atomically."""
     import onnx
 
+    from ..inference.engine_cache import atomic_write
+
     model = convert_to_fp16(onnx.load(str(src)))
-    onnx.save(model, str(dst))
+    atomic_write(Path(dst), model.SerializeToString())
     return Path(dst)
+
+
+def ensure_converted(src: str | Path, cache_dir: str | Path) -> Path:
+    """The fp16 conversion of `src`, cached in `cache_dir` under its content hash and the converter
+    version: never written next to the source (read-only folders), no mtime check, and two
+    processes converting at once each rename a complete file into place."""
+    from ..inference.engine_cache import converted_onnx_path
+    from .onnx_contract import file_sha256
+
+    src = Path(src)
+    target = converted_onnx_path(Path(cache_dir), src.stem, file_sha256(src), CONVERTER_VERSION)
+    if not target.is_file():
+        convert_file(src, target)
+    return target

@@ -79,6 +79,7 @@ def build_pipeline(params: dict[str, Any], scale: ScaleEstimator) -> DepthPipeli
         params["backend"],
         onnx_path,
         threads=params["threads"],
+        device=params["device"],
         engine_dir=engine_dir,
         input_size=params["input_size"] or None,
     )

@@ -36,6 +36,16 @@ def vector(length: int, unit_norm: bool = False) -> Check:
     return check
 
 
+def device_value(value: Any) -> str | None:
+    from ..inference.cuda_probe import parse_device
+
+    try:
+        parse_device(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def not_empty(value: Any) -> str | None:
     return None if str(value).strip() else "must not be empty"
 
@@ -72,6 +82,14 @@ PARAMETERS: tuple[ParamDef, ...] = (
     ),
     ParamDef(
         "backend", "auto", "Inference backend: auto | onnxruntime | tensorrt | torch.", _R, choices=BACKENDS
+    ),
+    ParamDef(
+        "device",
+        "auto",
+        "Where inference runs, for every backend: auto (first CUDA GPU if one is usable, else CPU) | "
+        "cpu | cuda | cuda:N.",
+        _R,
+        check=device_value,
     ),
     ParamDef(
         "engine_dir",
