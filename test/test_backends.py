@@ -123,6 +123,10 @@ def test_bench_command_prints_bare_backend_pipeline_and_torch(tiny_onnx, capsys)
     for label in labels:
         assert label in out, label
     assert "x bare)" in out and "pipeline overhead" in out
+    # the pre-processing comparison: the run's size, then 518 (the default extra size)
+    lines = [line for line in out.splitlines() if "preprocess 640x480 ->" in line]
+    assert [line.split("->")[1].split(":")[0].strip() for line in lines] == ["56x70", "518x686"]
+    assert "max |input diff| 0.00e+00" in lines[1]  # upscaling: the same cubic resize as before
 
 
 def test_models_and_build_engine_commands(tiny_onnx, capsys, tmp_path, monkeypatch):
