@@ -105,6 +105,10 @@ class _Cuda:
         return values[0] if len(values) == 1 else values
 
     @property
+    def torch_stream(self):
+        return self._torch_stream
+
+    @property
     def stream(self) -> int:
         return self._torch_stream.cuda_stream if self.torch else int(self._stream)
 
@@ -438,6 +442,25 @@ class TensorRTBackend(Backend):
         self.cuda.to_host(out, self._out_ptr)
         self.cuda.synchronize()
         return out
+
+    def predict_frame(self, rgb: np.ndarray, short_side: int):
+        """uint8 frame uploaded once (pinned), resized + normalised on the GPU straight into the
+        input binding, output resized on the GPU, one download and one sync (torch CUDA only)."""
+        if self.cuda.torch is None:
+            return None
+        from .device_processing import TorchProcessing
+
+        torch = self.cuda.torch
+        proc = getattr(self, "_processing", None)
+        if proc is None or proc.short_side != short_side:
+            proc = self._processing = TorchProcessing(self.spec, short_side, self.cuda.device)
+        height, width = rgb.shape[:2]
+        net_h, net_w = proc.input_size(height, width)
+        with torch.cuda.stream(self.cuda.torch_stream), torch.inference_mode():
+            pixels, depth = self.device_tensors((1, net_h, net_w))
+            proc.preprocess(proc.upload(rgb), out=pixels)
+            self.run_bound((1, net_h, net_w), self.cuda.stream)
+            return proc.download(proc.postprocess(depth, height, width)), (net_h, net_w)
 
     def device_tensors(self, shape: tuple[int, int, int]):
         """(input, output) torch views of the engine's bindings for a (B, H, W) input, so that GPU

@@ -124,6 +124,7 @@ class TorchBackend(Backend):
         cuda_graphs: bool = False,
         threads: int = 0,
         checkpoint: str | Path | None = None,
+        device_processing: bool | None = None,
     ) -> None:
         try:
             import torch
@@ -145,6 +146,12 @@ class TorchBackend(Backend):
         self.cuda_graphs = cuda_graphs and self._device.type == "cuda"
         self.module = depth_module(model).to(self._device, self._dtype).eval()
         self._graphs: dict[tuple, tuple] = {}  # input shape -> (graph, static input, static output)
+        # Pre/post-processing in torch on the device: default on CUDA; on CPU only when asked
+        # (tests), since numpy/OpenCV is as fast there.
+        self.device_processing = (
+            self._device.type == "cuda" if device_processing is None else device_processing
+        )
+        self._processing = None
         log.info(
             "torch backend on %s (%s, SDPA attention%s)",
             self.device,
@@ -194,6 +201,19 @@ class TorchBackend(Backend):
                 static_out = self._forward(static_in)
         log.info("captured a CUDA graph on %s for input %s", self._device, tuple(example.shape))
         return graph, static_in, static_out
+
+    def predict_frame(self, rgb: np.ndarray, short_side: int):
+        if not self.device_processing or self.spec.needs_prompt:
+            return None
+        from .device_processing import TorchProcessing
+
+        if self._processing is None or self._processing.short_side != short_side:
+            self._processing = TorchProcessing(self.spec, short_side, self._device)
+        proc = self._processing
+        with self._torch.inference_mode():
+            pixels = proc.preprocess(proc.upload(rgb))
+            prediction = proc.postprocess(self.forward_tensor(pixels), *rgb.shape[:2])
+            return proc.download(prediction), tuple(pixels.shape[2:])
 
     def infer(self, pixel_values: np.ndarray, prompt_ids: np.ndarray | None = None) -> np.ndarray:
         if self.spec.needs_prompt:
