@@ -18,9 +18,7 @@ log = logging.getLogger(__name__)
 
 # Install hints, written once (README: GPU machines).
 CUDA_PYTHON_HINT = "pip install cuda-python (cuda-python 12.x for CUDA 12, 13.x for CUDA 13)"
-TORCH_CUDA_HINT = (
-    "a CUDA build of torch (pip install torch --index-url https://download.pytorch.org/whl/cu128)"
-)
+TORCH_CUDA_HINT = "a CUDA build of torch: pip install torch from the pytorch.org index of your CUDA"
 ORT_GPU_HINT = "pip install onnxruntime-gpu (instead of onnxruntime)"
 TENSORRT_HINT = (
     "pip install tensorrt-cu12 (CUDA 12) or tensorrt-cu13 (CUDA 13); on Jetson TensorRT comes with "

@@ -1,0 +1,44 @@
+"""`mde-ros doctor` on this CPU-only machine: a complete, truthful report that ends in CPU figures."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+from mde_ros.inference.cuda_probe import cuda_report
+
+
+def test_doctor_reports_everything_and_ends_in_cpu_figures(tiny_onnx, tmp_path):
+    argv = [
+        sys.executable,
+        "-m",
+        "mde_ros.cli",
+        "doctor",
+        "--model",
+        tiny_onnx,
+        "--engine-dir",
+        str(tmp_path),
+    ]
+    argv += ["--sizes", "28,default", "--frames", "2", "--warmup", "1", "--threads", "1"]
+    result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    out = result.stdout
+    for section in ("== system", "== CUDA", "== inference libraries", "== model", "== summary"):
+        assert section in out, section
+    for label in (
+        "cuda-python",
+        "torch",
+        "TensorRT",
+        "ONNX Runtime",
+        "fidelity vs ORT fp32",
+        "pipeline / bare",
+    ):
+        assert label in out, label
+    # two sizes: 28 and the tiny model's default, each bare vs pipeline with median and p90
+    assert out.count("bare network") == 2 and out.count("median") >= 4 and out.count("p90") >= 4
+    summary = out.split("== summary")[1].strip().splitlines()
+    assert len(summary) == 3 and summary[0].strip().startswith("640x480 -> 28x42")
+    if cuda_report().count == 0:  # this machine: says why there is no GPU, names what to install
+        assert "CPU figures: no CUDA GPU visible" in summary[-1]
+        assert "pip install cuda-python" in out or "cudaGetDeviceCount" in out
+        assert "onnxruntime on CPUExecutionProvider" in summary[0]
