@@ -1,14 +1,16 @@
 """TensorRT backend (native Python API, 10.x and 11.x), imported lazily.
 
 Build: ONNX -> engine with one optimization profile for `pixel_values` (min/opt/max from
-parameters), FP16 by default. TensorRT 10.x: `BuilderFlag.FP16` on the fp32 ONNX, LayerNorm and
-Softmax layers pinned to fp32 (PREFER_PRECISION_CONSTRAINTS). TensorRT 11.x
-removed that flag (networks are strongly typed), so the ONNX is first converted to mixed fp16 by
-`mde_ros.models.fp16` (fp32 I/O, LayerNorm/Softmax fp32) and built strongly typed.
-Every fresh engine passes a fidelity self-check against ONNX Runtime fp32 before it is cached.
+parameters), FP16 by default, with a timing cache in the engine folder. TensorRT 10.x:
+`BuilderFlag.FP16` on the fp32 ONNX. TensorRT 11.x removed that flag (networks are strongly
+typed), so the ONNX is first converted to mixed fp16 by `mde_ros.models.fp16` (fp32 I/O, cached
+in the engine folder by content hash) and built strongly typed. Every fresh engine passes a
+fidelity self-check against ONNX Runtime fp32 at each profile corner before it is cached; a
+refusal is remembered so that the next start does not rebuild it.
 
 Run: device buffers allocated once for the profile's max shape (torch CUDA tensors when torch has
-CUDA, else `cuda.bindings.runtime`), `execute_async_v3` on one stream.
+CUDA, else `cuda.bindings.runtime`), `execute_async_v3` on one stream; with torch CUDA,
+`predict_frame` pre/post-processes on the GPU straight into / out of the bindings.
 
 Not tested on this project's CI (no GPU, TensorRT not installable): the TensorRT-free logic lives in
 `engine_cache` and `models.fp16`, which are.
@@ -237,7 +239,9 @@ def build_serialized_engine(
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
     if precision == "fp16" and not strongly_typed:
         config.set_flag(trt.BuilderFlag.FP16)  # TensorRT 10.x weak typing
-        recipe.update(mode="BuilderFlag.FP16", norms_pinned_fp32=_keep_norms_fp32(trt, network, config))
+        # No layer pinned to fp32: opset-17 LayerNormalization becomes INormalizationLayer, which
+        # computes in fp32 by default, and pinned Softmax layers would block fused attention.
+        recipe.update(mode="BuilderFlag.FP16")
     trt_profile = builder.create_optimization_profile()
     trt_profile.set_shape(INPUT_PIXELS, *profile.tensor_shapes())
     config.add_optimization_profile(trt_profile)
@@ -269,26 +273,6 @@ def _attach_timing_cache(config, path: Path | None):
         cache = config.create_timing_cache(b"")
         config.set_timing_cache(cache, False)
     return cache
-
-
-def _keep_norms_fp32(trt, network, config) -> int:
-    """TensorRT 10.x FP16: pin LayerNorm and Softmax layers to fp32 (the same rule as `models.fp16`).
-
-    DINOv2's LayerNorm after attention overflows in fp16; TensorRT itself warns about it.
-    """
-    kinds = {getattr(trt.LayerType, n) for n in ("NORMALIZATION", "SOFTMAX") if hasattr(trt.LayerType, n)}
-    pinned = 0
-    for index in range(network.num_layers):
-        layer = network.get_layer(index)
-        if layer.type in kinds:
-            layer.precision = trt.float32
-            for out in range(layer.num_outputs):
-                layer.set_output_type(out, trt.float32)
-            pinned += 1
-    if pinned:
-        config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
-    log.info("pinned %d LayerNorm/Softmax layers to fp32", pinned)
-    return pinned
 
 
 class TensorRTBackend(Backend):
