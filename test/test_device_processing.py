@@ -106,3 +106,49 @@ def test_device_path_matches_the_cpu_pipeline_with_the_fp16_converter_onnx(onnx_
             got = dev.postprocess(torch.from_numpy(raw), 480, 640).numpy()
             expected = cpu_path.process(Frame(frame.rgb, frame.intrinsics)).prediction
             assert _rel(got, expected) <= 1e-3
+
+
+# --- the same paths on a real GPU (skipped here: no GPU was lent to this work) ------------------
+
+
+def _require_torch_cuda():
+    if not torch.cuda.is_available():
+        pytest.skip(f"torch {torch.__version__} has no CUDA device here (CPU build or no GPU)")
+
+
+@pytest.mark.gpu
+def test_torch_cuda_fp16_graphs_on_the_configured_device(onnx_pair, frames):
+    _require_torch_cuda()
+    fp32, _ = onnx_pair
+    last = torch.cuda.device_count() - 1  # not the current device when there are several
+    backend = TorchBackend(fp32, device=f"cuda:{last}", precision="fp16", cuda_graphs=True)
+    assert backend.device_processing and backend.torch_device == torch.device("cuda", last)
+    gpu_path, cpu_path = DepthPipeline(backend, SHORT), DepthPipeline(OnnxRuntimeBackend(fp32), SHORT)
+    with gpu_path.backend, cpu_path.backend:
+        for frame in frames:
+            got = gpu_path.process(Frame(frame.rgb, frame.intrinsics)).prediction
+            again = gpu_path.process(Frame(frame.rgb, frame.intrinsics)).prediction  # graph replay
+            expected = cpu_path.process(Frame(frame.rgb, frame.intrinsics)).prediction
+            assert np.array_equal(got, again)
+            assert _rel(got, expected) <= 2e-3  # fp16 weights
+
+
+@pytest.mark.gpu
+@pytest.mark.tensorrt
+def test_tensorrt_gpu_preprocessing_matches_the_cpu_pipeline(onnx_pair, frames, tmp_path):
+    pytest.importorskip("tensorrt", reason="TensorRT is not installed (its wheels come from NVIDIA)")
+    _require_torch_cuda()
+    from mde_ros.inference.engine_cache import static_profile
+    from mde_ros.inference.tensorrt_backend import TensorRTBackend
+
+    fp32, _ = onnx_pair
+    profile = static_profile(480, 640, SHORT)
+    engine = TensorRTBackend(fp32, engine_dir=tmp_path, profile=profile)
+    assert len(engine.fidelity) == 1 and engine.fidelity[0]["rel_l1"] <= 2e-3
+    gpu_path, cpu_path = DepthPipeline(engine, SHORT), DepthPipeline(OnnxRuntimeBackend(fp32), SHORT)
+    with gpu_path.backend, cpu_path.backend:
+        for frame in frames:
+            got = gpu_path.process(Frame(frame.rgb, frame.intrinsics))
+            expected = cpu_path.process(Frame(frame.rgb, frame.intrinsics))
+            assert "preprocess" not in got.timings_ms  # pre/post ran on the GPU
+            assert _rel(got.prediction, expected.prediction) <= 3e-3

@@ -440,7 +440,7 @@ class TensorRTBackend(Backend):
             proc = self._processing = TorchProcessing(self.spec, short_side, self.cuda.device)
         height, width = rgb.shape[:2]
         net_h, net_w = proc.input_size(height, width)
-        with torch.cuda.stream(self.cuda.torch_stream), torch.inference_mode():
+        with torch.cuda.stream(self.cuda.torch_stream), torch.no_grad():
             pixels, depth = self.device_tensors((1, net_h, net_w))
             proc.preprocess(proc.upload(rgb), out=pixels)
             self.run_bound((1, net_h, net_w), self.cuda.stream)

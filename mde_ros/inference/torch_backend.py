@@ -210,7 +210,8 @@ class TorchBackend(Backend):
         if self._processing is None or self._processing.short_side != short_side:
             self._processing = TorchProcessing(self.spec, short_side, self._device)
         proc = self._processing
-        with self._torch.inference_mode():
+        # no_grad, not inference_mode: CUDA-graph input buffers must stay writable by `infer` too
+        with self._torch.no_grad():
             pixels = proc.preprocess(proc.upload(rgb))
             prediction = proc.postprocess(self.forward_tensor(pixels), *rgb.shape[:2])
             return proc.download(prediction), tuple(pixels.shape[2:])
