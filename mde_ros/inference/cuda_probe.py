@@ -199,16 +199,3 @@ def parse_device(text: str) -> Device:
     if not match or (match.group(2) is not None and match.group(1) != "cuda"):
         raise ValueError(f"device must be one of {DEVICE_CHOICES}, got {text!r}")
     return Device(match.group(1), int(match.group(2) or 0))
-
-
-def resolve_device(device: str | Device, report: CudaReport | None = None) -> Device:
-    """'auto' -> cuda:0 when a GPU is visible, else cpu; a cuda index beyond the devices is an error."""
-    device = parse_device(device) if isinstance(device, str) else device
-    if device.kind == "cpu":
-        return device
-    report = cuda_report() if report is None else report
-    if device.kind == "auto":
-        return Device("cuda", 0) if report.devices else Device("cpu")
-    if device.index >= max(report.count, 1) and report.devices:
-        raise ValueError(f"device cuda:{device.index} does not exist: {report.count} CUDA device(s) visible")
-    return device
