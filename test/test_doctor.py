@@ -42,3 +42,9 @@ def test_doctor_reports_everything_and_ends_in_cpu_figures(tiny_onnx, tmp_path):
         assert "CPU figures: no CUDA GPU visible" in summary[-1]
         assert "pip install cuda-python" in out or "cudaGetDeviceCount" in out
         assert "onnxruntime on CPUExecutionProvider" in summary[0]
+        # fidelity on CPU: the fp16 converter's ONNX at the profile corners, with numbers
+        fidelity = [line for line in out.splitlines() if "fidelity vs ORT fp32" in line]
+        assert len(fidelity) == 6 and all(
+            "fp16 converter ONNX" in line and "rel L1" in line for line in fidelity
+        )
+        assert list(tmp_path.glob("*-fp16v*.onnx"))  # cached in the engine folder, not next to the model

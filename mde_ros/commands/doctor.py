@@ -152,13 +152,21 @@ def report_libraries() -> None:
         _item("torch", f"{torch.__version__}, {state}")
 
 
-def _fidelity(backend, onnx_path, short: int) -> list[str]:
-    """Backend vs ONNX Runtime fp32 on CPU at the profile corners around `short`."""
+def _fidelity(backend, onnx_path, short: int, engine_dir) -> list[str]:
+    """Backend vs ONNX Runtime fp32 on CPU at the profile corners around `short`; on the reference
+    itself, the fp16 converter's ONNX (what TensorRT 11 builds from) instead."""
     from ..inference.engine_cache import default_profile, fidelity_inputs, fidelity_report, fidelity_shapes
     from ..inference.onnxruntime_backend import OnnxRuntimeBackend
 
+    candidate = backend
+    prefix = ""
     if backend.name == "onnxruntime" and backend.device == "CPUExecutionProvider":
-        return ["ONNX Runtime fp32 on CPU is the reference itself: nothing to compare"]
+        from ..models.fp16 import ensure_converted
+        from ..models.resolve import default_engine_dir
+
+        converted = ensure_converted(onnx_path, engine_dir or default_engine_dir())
+        candidate = OnnxRuntimeBackend(converted, providers="cpu")
+        prefix = "fp16 converter ONNX (ORT CPU) "
     if backend.name == "tensorrt":
         from ..inference.tensorrt_backend import DEFAULT_FIDELITY_THRESHOLD
 
@@ -168,8 +176,10 @@ def _fidelity(backend, onnx_path, short: int) -> list[str]:
     with OnnxRuntimeBackend(onnx_path, providers="cpu") as reference:
         for shape in fidelity_shapes(default_profile(short, backend.spec.patch_multiple)):
             pixels = fidelity_inputs(shape, backend.spec)
-            r = fidelity_report(reference.infer(pixels), backend.infer(pixels))
-            lines.append(f"{list(shape)}: rel L1 {r['rel_l1']:.2e}, max rel {r['max_rel']:.2e}")
+            r = fidelity_report(reference.infer(pixels), candidate.infer(pixels))
+            lines.append(f"{prefix}{list(shape)}: rel L1 {r['rel_l1']:.2e}, max rel {r['max_rel']:.2e}")
+    if candidate is not backend:
+        candidate.close()
     return lines
 
 
@@ -236,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
                     else "loaded from cache"
                 )
                 _item("engine", f"{backend.engine_path.name} ({state})")
-            for line in _fidelity(backend, onnx_path, short):
+            for line in _fidelity(backend, onnx_path, short, engine_dir):
                 _item("fidelity vs ORT fp32", line)
             stats = _bench(backend, short, width, height, args.frames, args.warmup)
             results.append((backend.describe(), stats))
