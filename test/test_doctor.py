@@ -48,3 +48,28 @@ def test_doctor_reports_everything_and_ends_in_cpu_figures(tiny_onnx, tmp_path):
             "fp16 converter ONNX" in line and "rel L1" in line for line in fidelity
         )
         assert list(tmp_path.glob("*-fp16v*.onnx"))  # cached in the engine folder, not next to the model
+
+
+def test_doctor_reports_a_backend_that_cannot_start(tiny_onnx, tmp_path):
+    import importlib.util
+
+    if importlib.util.find_spec("tensorrt") is not None:
+        import pytest
+
+        pytest.skip("TensorRT is installed here")
+    argv = [
+        sys.executable,
+        "-m",
+        "mde_ros.cli",
+        "doctor",
+        "--model",
+        tiny_onnx,
+        "--engine-dir",
+        str(tmp_path),
+    ]
+    result = subprocess.run(
+        [*argv, "--backend", "tensorrt", "--sizes", "28"], capture_output=True, text=True, timeout=300
+    )
+    assert result.returncode == 1  # nothing ran: not a success
+    assert "backend tensorrt did not start" in result.stdout
+    assert "BackendUnavailableError: TensorRT is not installed (pip install tensorrt-cu12" in result.stdout

@@ -227,16 +227,23 @@ def run(args: argparse.Namespace) -> int:
         if s.strip()
     ]
     results = []
+    failures = []
     for short in dict.fromkeys(sizes):
-        backend = create_backend(
-            args.backend,
-            onnx_path,
-            threads=args.threads,
-            engine_dir=engine_dir,
-            input_size=short,
-            frame_size=(height, width),
-            device=args.device,
-        )
+        try:
+            backend = create_backend(
+                args.backend,
+                onnx_path,
+                threads=args.threads,
+                engine_dir=engine_dir,
+                input_size=short,
+                frame_size=(height, width),
+                device=args.device,
+            )
+        except Exception as exc:  # a doctor reports what fails instead of dying on it
+            _section(f"short side {short}: backend {args.backend} did not start")
+            _item("error", f"{type(exc).__name__}: {exc}")
+            failures.append(short)
+            continue
         with backend:
             _section(f"short side {short}: {backend.describe()}")
             if getattr(backend, "engine_path", None):
@@ -246,8 +253,11 @@ def run(args: argparse.Namespace) -> int:
                     else "loaded from cache"
                 )
                 _item("engine", f"{backend.engine_path.name} ({state})")
-            for line in _fidelity(backend, onnx_path, short, engine_dir):
-                _item("fidelity vs ORT fp32", line)
+            try:
+                for line in _fidelity(backend, onnx_path, short, engine_dir):
+                    _item("fidelity vs ORT fp32", line)
+            except Exception as exc:
+                _item("fidelity vs ORT fp32", f"FAILED: {type(exc).__name__}: {exc}")
             stats = _bench(backend, short, width, height, args.frames, args.warmup)
             results.append((backend.describe(), stats))
             _print_bench(stats, width, height)
@@ -266,7 +276,9 @@ def run(args: argparse.Namespace) -> int:
     else:
         why = cuda.why_none() or "a GPU is visible, but no GPU backend started (see the log above)"
         _item("verdict", f"CPU figures: {why}")
-    return 0
+    if failures:
+        _item("not run", f"short side(s) {', '.join(map(str, failures))}: the backend did not start (above)")
+    return 0 if results else 1
 
 
 def _print_bench(stats: dict, width: int, height: int) -> None:
