@@ -5,22 +5,19 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
+
 from mde_ros.inference.cuda_probe import cuda_report
 
 
+def run_doctor(model: str, engine_dir, *extra: str) -> subprocess.CompletedProcess:
+    argv = [sys.executable, "-m", "mde_ros.cli", "doctor", "--model", model, "--engine-dir", str(engine_dir)]
+    return subprocess.run([*argv, *extra], capture_output=True, text=True, timeout=300)
+
+
 def test_doctor_reports_everything_and_ends_in_cpu_figures(tiny_onnx, tmp_path):
-    argv = [
-        sys.executable,
-        "-m",
-        "mde_ros.cli",
-        "doctor",
-        "--model",
-        tiny_onnx,
-        "--engine-dir",
-        str(tmp_path),
-    ]
-    argv += ["--sizes", "28,default", "--frames", "2", "--warmup", "1", "--threads", "1"]
-    result = subprocess.run(argv, capture_output=True, text=True, timeout=300)
+    extra = ["--sizes", "28,default", "--frames", "2", "--warmup", "1", "--threads", "1"]
+    result = run_doctor(tiny_onnx, tmp_path, *extra)
     assert result.returncode == 0, result.stderr
     out = result.stdout
     for section in ("== system", "== CUDA", "== inference libraries", "== model", "== summary"):
@@ -54,22 +51,8 @@ def test_doctor_reports_a_backend_that_cannot_start(tiny_onnx, tmp_path):
     import importlib.util
 
     if importlib.util.find_spec("tensorrt") is not None:
-        import pytest
-
         pytest.skip("TensorRT is installed here")
-    argv = [
-        sys.executable,
-        "-m",
-        "mde_ros.cli",
-        "doctor",
-        "--model",
-        tiny_onnx,
-        "--engine-dir",
-        str(tmp_path),
-    ]
-    result = subprocess.run(
-        [*argv, "--backend", "tensorrt", "--sizes", "28"], capture_output=True, text=True, timeout=300
-    )
+    result = run_doctor(tiny_onnx, tmp_path, "--backend", "tensorrt", "--sizes", "28")
     assert result.returncode == 1  # nothing ran: not a success
     assert "backend tensorrt did not start" in result.stdout
     assert "BackendUnavailableError: TensorRT is not installed (pip install tensorrt-cu12" in result.stdout
