@@ -49,9 +49,10 @@ from .engine_cache import (
 
 log = logging.getLogger(__name__)
 
-# Relative L1 vs ORT fp32. The fp16 converter's graph measures 1.7e-4 .. 3.8e-4 in ONNX Runtime on
-# the default model (252 and 518, castel and synthetic inputs); 2e-3 (5x the worst) leaves room for
-# TensorRT's own fp16 kernels while catching broken builds (TensorRT 10.3's wrong Depth Anything).
+# Relative L1 vs ORT fp32. The fp16 converter's graph measures 1.8e-4 .. 3.5e-4 in ONNX Runtime on
+# the default model (`mde-ros doctor`: 6 profile corners at 252 and 518, and a castel frame); 2e-3
+# (~6x the worst) leaves room for TensorRT's own fp16 kernels while catching broken builds
+# (TensorRT 10.3's wrong Depth Anything output).
 DEFAULT_FIDELITY_THRESHOLD = 2e-3
 DEFAULT_WORKSPACE_GB = 4.0
 
