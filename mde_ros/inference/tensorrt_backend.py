@@ -18,6 +18,7 @@ Not tested on this project's CI (no GPU, TensorRT not installable): the TensorRT
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import sys
 import time
@@ -100,6 +101,7 @@ class _Cuda:
             self.torch.cuda.set_device(self.device)  # TensorRT's runtime uses the current device
             self._torch_stream = self.torch.cuda.Stream(device=self.device)
         self._allocs: list = []
+        self._pinned: list = []
 
     def _check(self, result):
         err, *values = result
@@ -125,21 +127,30 @@ class _Cuda:
         self._allocs.append(ptr)
         return ptr, int(ptr)
 
-    def to_device(self, dst_ptr: int, host: np.ndarray) -> None:
+    def pinned(self, nbytes: int) -> np.ndarray:
+        """Page-locked host memory as a uint8 array: copies from/to it are really asynchronous."""
         if self.torch:
-            src = self.torch.from_numpy(host).view(self.torch.uint8).reshape(-1)
-            dst = self._view(dst_ptr, host.nbytes)
+            tensor = self.torch.empty(nbytes, dtype=self.torch.uint8, pin_memory=True)
+            self._pinned.append(tensor)
+            return tensor.numpy()
+        ptr = self._check(self.cudart.cudaMallocHost(nbytes))
+        self._pinned.append(ptr)
+        return np.ctypeslib.as_array((ctypes.c_uint8 * nbytes).from_address(int(ptr)))
+
+    def to_device(self, dst_ptr: int, host: np.ndarray) -> None:
+        """Asynchronous copy on the stream; `host` is (a slice of) a `pinned` uint8 array."""
+        if self.torch:
             with self.torch.cuda.stream(self._torch_stream):
-                dst.copy_(src, non_blocking=False)
+                self._view(dst_ptr, host.nbytes).copy_(self.torch.from_numpy(host), non_blocking=True)
             return
         kind = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
         self._check(self.cudart.cudaMemcpyAsync(dst_ptr, host.ctypes.data, host.nbytes, kind, self._stream))
 
     def to_host(self, host: np.ndarray, src_ptr: int) -> None:
+        """Asynchronous copy on the stream into (a slice of) a `pinned` uint8 array; then `synchronize`."""
         if self.torch:
             with self.torch.cuda.stream(self._torch_stream):
-                data = self._view(src_ptr, host.nbytes).cpu()
-            host.view(np.uint8).reshape(-1)[:] = data.numpy()
+                self.torch.from_numpy(host).copy_(self._view(src_ptr, host.nbytes), non_blocking=True)
             return
         kind = self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         self._check(self.cudart.cudaMemcpyAsync(host.ctypes.data, src_ptr, host.nbytes, kind, self._stream))
@@ -161,8 +172,11 @@ class _Cuda:
         if self.torch is None:
             for ptr in self._allocs:
                 self.cudart.cudaFree(ptr)
+            for ptr in self._pinned:
+                self.cudart.cudaFreeHost(ptr)
             self.cudart.cudaStreamDestroy(self._stream)
         self._allocs.clear()
+        self._pinned.clear()
 
 
 class _ProgressPrinter:
@@ -409,6 +423,9 @@ class TensorRTBackend(Backend):
         batch, height, width = self.profile.max
         self._in_buf, self._in_ptr = self.cuda.alloc(batch * 3 * height * width * 4)
         self._out_buf, self._out_ptr = self.cuda.alloc(batch * height * width * 4)
+        # Pinned staging for `infer` (numpy in/out): async copies, one synchronisation per frame.
+        self._host_in = self.cuda.pinned(batch * 3 * height * width * 4)
+        self._host_out = self.cuda.pinned(batch * height * width * 4)
         self.context.set_tensor_address(INPUT_PIXELS, self._in_ptr)
         self.context.set_tensor_address(OUTPUT_DEPTH, self._out_ptr)
 
@@ -420,13 +437,16 @@ class TensorRTBackend(Backend):
         pixels = np.ascontiguousarray(pixel_values, np.float32)
         self.profile.check(pixels.shape)
         self.context.set_input_shape(INPUT_PIXELS, tuple(pixels.shape))
-        self.cuda.to_device(self._in_ptr, pixels)
+        staging = self._host_in[: pixels.nbytes]
+        staging[:] = pixels.reshape(-1).view(np.uint8)
+        self.cuda.to_device(self._in_ptr, staging)
         if not self.context.execute_async_v3(self.cuda.stream):
             raise InvalidModelError("TensorRT execute_async_v3 failed (see the TensorRT log)")
-        out = np.empty(tuple(self.context.get_tensor_shape(OUTPUT_DEPTH)), np.float32)
-        self.cuda.to_host(out, self._out_ptr)
+        shape = tuple(self.context.get_tensor_shape(OUTPUT_DEPTH))
+        result = self._host_out[: int(np.prod(shape)) * 4]
+        self.cuda.to_host(result, self._out_ptr)
         self.cuda.synchronize()
-        return out
+        return result.view(np.float32).reshape(shape).copy()
 
     def predict_frame(self, rgb: np.ndarray, short_side: int):
         """uint8 frame uploaded once (pinned), resized + normalised on the GPU straight into the
