@@ -25,6 +25,7 @@ COMMANDS = {
     "eval-scale": ("eval_scale", "metric scale recovery accuracy and jitter"),
     "models": ("models", "list registry models and where their weights go"),
     "bag": ("bag", "depth for recorded rosbag2 bags (MCAP, sqlite3); many bags as Ray tasks"),
+    "doctor": ("doctor", "report GPU/CUDA/TensorRT/ONNX Runtime/torch, fidelity and bare vs pipeline speed"),
 }
 
 

@@ -37,6 +37,7 @@ def _choice(default: str, choices: tuple[str, ...]) -> Any:
 class ModelConfig:
     model: str = "default"
     backend: str = _choice("auto", BACKENDS)
+    device: str = "auto"  # auto | cpu | cuda | cuda:N (checked by inference.cuda_probe.parse_device)
     engine_dir: str = ""  # "" = the default cache folder
     threads: int = 0  # 0 = runtime default
     input_size: int = 0  # 0 = the model's default

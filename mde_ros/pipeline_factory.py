@@ -16,6 +16,11 @@ def build_pipeline(settings: NodeConfig, scale: ScaleEstimator) -> DepthPipeline
     engine_dir = m.engine_dir or None
     onnx_path = resolve_onnx(m.model, engine_dir)
     backend = create_backend(
-        m.backend, onnx_path, threads=m.threads, engine_dir=engine_dir, input_size=m.input_size or None
+        m.backend,
+        onnx_path,
+        threads=m.threads,
+        device=m.device,
+        engine_dir=engine_dir,
+        input_size=m.input_size or None,
     )
     return DepthPipeline(backend, m.input_size or None, scale=scale, depth_max=settings.depth.max)

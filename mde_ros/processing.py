@@ -28,15 +28,21 @@ def network_size(height: int, width: int, short_side: int, multiple: int) -> tup
 
 
 class Preprocessor:
-    """RGB uint8 HxWx3 -> normalised float32 [1,3,h,w], reusing one output buffer per size."""
+    """RGB uint8 HxWx3 -> normalised float32 [1,3,h,w], reusing one output buffer per size.
+
+    Bicubic resize on the uint8 frame (Depth Anything's own transform uses INTER_CUBIC, also when
+    shrinking; INTER_AREA cost 12x more at 252), then one multiply-add per channel written straight
+    into the NCHW buffer: no HxWx3 float temporary and no transposing copy (~10x cheaper at 640x480
+    -> 518x686 than a per-pixel normalise, same values to float rounding).
+    """
 
     def __init__(self, spec: ModelSpec, short_side: int) -> None:
         self.spec = spec
         self.short_side = short_side
         std = np.asarray(spec.std, np.float32)
         # x_norm = (x/255 - mean)/std = x * gain + bias, one fused multiply-add per channel.
-        self._gain = (1.0 / (255.0 * std)).reshape(1, 1, 3)
-        self._bias = (-np.asarray(spec.mean, np.float32) / std).reshape(1, 1, 3)
+        self._gain = (1.0 / (255.0 * std)).astype(np.float32)
+        self._bias = (-np.asarray(spec.mean, np.float32) / std).astype(np.float32)
         self._buffer: np.ndarray | None = None
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
@@ -44,14 +50,13 @@ class Preprocessor:
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         net_h, net_w = self.input_size(*rgb.shape[:2])
-        interpolation = cv2.INTER_AREA if net_h < rgb.shape[0] else cv2.INTER_CUBIC
-        resized = cv2.resize(rgb, (net_w, net_h), interpolation=interpolation)
-        normalised = resized.astype(np.float32)
-        normalised *= self._gain
-        normalised += self._bias
+        resized = cv2.resize(rgb, (net_w, net_h), interpolation=cv2.INTER_CUBIC)
         if self._buffer is None or self._buffer.shape[2:] != (net_h, net_w):
             self._buffer = np.empty((1, 3, net_h, net_w), np.float32)
-        self._buffer[0] = normalised.transpose(2, 0, 1)
+        for channel, plane in enumerate(cv2.split(resized)):  # contiguous planes: fast ufuncs
+            out = self._buffer[0, channel]
+            np.multiply(plane, self._gain[channel], out=out, dtype=np.float32)
+            out += self._bias[channel]
         return self._buffer
 
 

@@ -123,6 +123,10 @@ def test_bench_command_prints_bare_backend_pipeline_and_torch(tiny_onnx, capsys)
     for label in labels:
         assert label in out, label
     assert "x bare)" in out and "pipeline overhead" in out
+    # the pre-processing comparison: the run's size, then 518 (the default extra size)
+    lines = [line for line in out.splitlines() if "preprocess 640x480 ->" in line]
+    assert [line.split("->")[1].split(":")[0].strip() for line in lines] == ["56x70", "518x686"]
+    assert "max |input diff| 0.00e+00" in lines[1]  # upscaling: the same cubic resize as before
 
 
 def test_models_and_build_engine_commands(tiny_onnx, capsys, tmp_path, monkeypatch):
@@ -136,3 +140,22 @@ def test_models_and_build_engine_commands(tiny_onnx, capsys, tmp_path, monkeypat
     if not tensorrt_importable():
         with pytest.raises(BackendUnavailableError, match="TensorRT is not installed"):
             _run_command(build_engine, ["--model", tiny_onnx, "--engine-dir", str(tmp_path)])
+
+
+def test_torch_backend_numerics_sdpa_and_half_weights():
+    """What the torch backend does on CUDA, checked on CPU: SDPA attention is the same function as the
+    exported eager attention, and `.half()` weights stay within fp16 error of fp32."""
+    from mde_ros.inference.torch_backend import use_sdpa
+    from mde_ros.models.torch_models import depth_module
+
+    spec = tiny_depth_anything_spec("metric", initializer_range=0.15)
+    model = build_depth_anything(spec, seed=3)
+    pixels = torch.from_numpy(smooth_pixels(np.random.default_rng(0), 70, 98))
+    with torch.no_grad():
+        eager = depth_module(model)(pixels).numpy()
+        use_sdpa(model)
+        assert model.config.backbone_config._attn_implementation == "sdpa"
+        sdpa = depth_module(model)(pixels).numpy()
+        half = depth_module(model).to(torch.float16)(pixels.half()).float().numpy()
+    assert _rel(sdpa, eager) <= 1e-5
+    assert 0 < float(np.abs(half - eager).sum() / np.abs(eager).sum()) <= 5e-3

@@ -21,7 +21,18 @@ def run_cli(*args: str, timeout: float = 240) -> subprocess.CompletedProcess:
 def test_help_lists_every_subcommand():
     result = run_cli("--help")
     assert result.returncode == 0, result.stderr
-    for name in ("infer", "export", "build-engine", "bench", "demo", "train", "eval", "eval-scale", "models"):
+    for name in (
+        "infer",
+        "export",
+        "build-engine",
+        "bench",
+        "demo",
+        "train",
+        "eval",
+        "eval-scale",
+        "models",
+        "doctor",
+    ):
         assert name in result.stdout
 
 

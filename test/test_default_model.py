@@ -111,3 +111,17 @@ def test_composition_follows_the_weights_file(tmp_path):
     # ReLU(x + 0.5) - ReLU(x) is 0.5 wherever the original output is positive
     positive = outputs[0] > 0
     np.testing.assert_allclose((outputs[1] - outputs[0])[positive], 0.5, atol=1e-3)
+
+
+@pytest.mark.slow
+def test_torch_backend_runs_the_default_model(default_onnx):
+    """backend: torch on the node's own default model (its ONNX points back at the shipped weights)."""
+    from mde_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
+    from mde_ros.inference.torch_backend import TorchBackend
+    from mde_ros.models.export import SOURCE_METADATA_KEY, read_metadata, smooth_pixels
+
+    assert '"kind": "default"' in read_metadata(default_onnx)[SOURCE_METADATA_KEY]
+    pixels = smooth_pixels(np.random.default_rng(0), 70, 98)
+    with TorchBackend(default_onnx, threads=2) as backend, OnnxRuntimeBackend(default_onnx) as reference:
+        got, expected = backend.infer(pixels), reference.infer(pixels)
+    assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()

@@ -49,6 +49,23 @@ def test_preprocess_normalises_like_imagenet(rng):
     np.testing.assert_allclose(constant[0, :, 10, 10], expected, rtol=1e-5)
 
 
+@pytest.mark.parametrize("short", [252, 518])
+def test_preprocess_is_cubic_resize_then_per_channel_normalise(rng, short):
+    """Depth Anything's transform: bicubic on the image (also when shrinking), then ImageNet
+    normalisation, laid out NCHW; the per-channel path gives the same values as a per-pixel one."""
+    import cv2
+
+    spec = ModelSpec("x", "depth_anything", "disparity")
+    rgb = cv2.GaussianBlur(rng.integers(0, 256, (480, 640, 3), dtype=np.uint8), (9, 9), 3)
+    pre = Preprocessor(spec, short)
+    pixels = pre(rgb)
+    h, w = pre.input_size(480, 640)
+    resized = cv2.resize(rgb, (w, h), interpolation=cv2.INTER_CUBIC).astype(np.float64)
+    expected = ((resized / 255 - np.asarray(spec.mean)) / np.asarray(spec.std)).transpose(2, 0, 1)[None]
+    assert np.abs(pixels - expected).max() <= 1e-5
+    assert pre(rgb) is pixels  # one buffer reused per size
+
+
 def test_backproject_matches_pinhole_formula(rng):
     depth = rng.uniform(0.5, 5.0, (480, 640)).astype(np.float32)
     depth[10, 20] = np.nan

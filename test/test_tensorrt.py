@@ -37,6 +37,8 @@ KEY = EngineKey(
     compute_capability="8.9",
     precision="fp16",
     profile=default_profile(252).slug(),
+    sm_count=128,
+    total_memory_mb=24564,
 )
 
 
@@ -45,9 +47,31 @@ KEY = EngineKey(
 
 def test_default_profile_covers_landscape_and_portrait():
     profile = default_profile(250)  # rounded to 252
-    assert profile.min == (1, 252, 252) and profile.opt == (1, 252, 336) and profile.max == (1, 504, 504)
+    assert profile.min == (1, 252, 252) and profile.opt == (1, 252, 336) and profile.max == (1, 336, 504)
     profile.check((1, 3, 252, 336))
     profile.check((1, 3, 336, 252))
+    profile.check((1, 3, 252, 504))  # 2:1 landscape
+
+
+def test_profile_opt_is_the_shape_frames_really_get():
+    """opt rounds like frames (nearest multiple: 518x686 for 640x480), not up (518x700)."""
+    from mde_ros.processing import network_size
+
+    profile = default_profile(518)
+    assert profile.opt == (1, *network_size(480, 640, 518, 14)) == (1, 518, 686)
+    assert profile.max == (1, 686, 1036)  # not 1036x1036: memory sized for real frames
+    assert profile.max[1] * profile.max[2] < (2 * 518) ** 2 * 0.7
+    for height, width in ((480, 640), (720, 1280), (640, 480), (480, 960)):
+        profile.check((1, 3, *network_size(height, width, 518, 14)))
+
+
+def test_static_profile_from_the_camera():
+    from mde_ros.inference.engine_cache import static_profile
+
+    profile = static_profile(480, 640, 518)
+    assert profile.min == profile.opt == profile.max == (1, 518, 686)
+    assert make_profile(518, frame_size=(720, 1280)).opt == (1, 518, 924)
+    assert make_profile(518, frame_size=(480, 640), max_shape="1x518x700").max == (1, 518, 700)
 
 
 def test_profile_parsing_and_validation():
@@ -80,17 +104,76 @@ def test_engine_file_name_has_every_key_field():
     name = KEY.file_name()
     assert name.startswith("depth-anything-v2-small-0123-abababababababab-trt10.13.0.35-")
     assert "nvidia-geforce-rtx-4090" in name and "-sm89-" in name and "-fp16-" in name
-    assert name.endswith("1x252x252-1x252x336-1x504x504.engine")
+    assert name.endswith("1x252x252-1x252x336-1x336x504.engine")
     assert replace(KEY, trt_version="11.0.0").file_name() != name
     assert replace(KEY, precision="fp32").file_name() != name
+
+
+def test_engine_key_tells_jetson_orin_modules_apart():
+    """AGX Orin, Orin NX and Orin Nano all report "Orin", sm_87: SMs and memory differ."""
+    agx = replace(KEY, gpu_name="Orin", compute_capability="8.7", sm_count=16, total_memory_mb=62800)
+    nx = replace(agx, sm_count=8, total_memory_mb=15388)
+    nano = replace(agx, sm_count=8, total_memory_mb=7620)
+    names = {k.file_name() for k in (agx, nx, nano)}
+    assert len(names) == 3
+    assert "-orin-sm87-16sms-62800mb-" in agx.file_name()
+
+
+def test_timing_cache_and_converted_onnx_paths(tmp_path):
+    from mde_ros.inference.engine_cache import converted_onnx_path, timing_cache_path
+
+    timing = timing_cache_path(tmp_path, KEY)
+    assert timing.parent == tmp_path and "trt10.13.0.35" in timing.name and "sm89-128sms" in timing.name
+    # one timing cache per TensorRT + device kind, shared by every model and profile
+    assert timing_cache_path(tmp_path, replace(KEY, onnx_sha256="cd" * 32, profile="x")) == timing
+    assert timing_cache_path(tmp_path, replace(KEY, sm_count=64)) != timing
+    a = converted_onnx_path(tmp_path, "m", "ab" * 32, 2)
+    assert a.parent == tmp_path and a.name == "m-abababababababab-fp16v2.onnx"
+    assert converted_onnx_path(tmp_path, "m", "cd" * 32, 2) != a  # content, not path or mtime
+    assert converted_onnx_path(tmp_path, "m", "ab" * 32, 3) != a
+
+
+def test_refused_engine_is_remembered_until_the_threshold_accepts_it(tmp_path):
+    from mde_ros.inference.engine_cache import refusal_path, remember_refusal, remembered_refusal
+
+    path = tmp_path / KEY.file_name()
+    assert remembered_refusal(path, KEY, 5e-3) == ""
+    reports = [{"shape": [1, 252, 336], "rel_l1": 2e-4}, {"shape": [1, 504, 504], "rel_l1": 0.31}]
+    remember_refusal(path, KEY, reports, 5e-3)
+    why = remembered_refusal(path, KEY, 5e-3)
+    assert "refused by its self-check before" in why and "0.31" in why and str(refusal_path(path)) in why
+    assert remembered_refusal(path, replace(KEY, trt_version="10.16.0"), 5e-3) == ""  # a new TensorRT retries
+    assert remembered_refusal(path, KEY, 0.5) == ""  # the user raised the threshold on purpose
+    write_engine(path, b"engine", KEY, 1.0, reports, {"precision": "fp16"})  # a later good build
+    assert not refusal_path(path).exists()
+
+
+def test_fidelity_inputs_are_image_like_at_every_profile_shape():
+    from mde_ros.inference.engine_cache import fidelity_inputs, fidelity_shapes
+
+    spec = tiny_depth_anything_spec()
+    profile = default_profile(252)
+    shapes = fidelity_shapes(profile)
+    assert shapes == [(1, 252, 336), (1, 252, 252), (1, 336, 504)]
+    assert fidelity_shapes(Profile((1, 252, 336), (1, 252, 336), (1, 252, 336))) == [(1, 252, 336)]
+    pixels = fidelity_inputs(shapes[0], spec)
+    assert pixels.shape == (1, 3, 252, 336) and pixels.dtype == np.float32
+    raw = pixels[0].transpose(1, 2, 0) * np.asarray(spec.std) * 255 + np.asarray(spec.mean) * 255
+    assert raw.min() >= -1e-3 and raw.max() <= 255 + 1e-3  # a real uint8 range, normalised
+    edges = np.abs(np.diff(raw, axis=1)).max()
+    assert edges > 50  # hard edges, not only smooth shading
 
 
 def test_sidecar_accepts_a_sound_engine_and_rejects_bad_ones(tmp_path):
     path = tmp_path / KEY.file_name()
     data = bytes(range(256)) * 64
-    write_engine(path, data, KEY, 12.3, {"rel_l1": 1e-3})
+    recipe = {"precision": "fp16", "mode": "BuilderFlag.FP16", "profile": "p", "converter_version": 2}
+    write_engine(path, data, KEY, 12.3, [{"rel_l1": 1e-3}], recipe)
     assert validate_cached_engine(path, KEY) == (data, "")
-    assert json.loads(sidecar_path(path).read_text())["build_seconds"] == 12.3
+    meta = json.loads(sidecar_path(path).read_text())
+    assert meta["build_seconds"] == 12.3 and meta["recipe"] == recipe
+    assert meta["sm_count"] == 128 and meta["total_memory_mb"] == 24564
+    assert not list(tmp_path.glob(".*tmp"))  # atomic writes leave no temporary files
     # stale: a TensorRT upgrade (same file name would be a bug elsewhere, the sidecar still catches it)
     loaded, why = validate_cached_engine(path, replace(KEY, trt_version="10.14.1"))
     assert loaded is None and "stale engine: trt_version" in why
@@ -146,8 +229,13 @@ def test_fp16_conversion_runs_in_onnxruntime_and_stays_close(fp32_onnx, tmp_path
     by_op: dict[str, set[int]] = {}
     for node in graph.node:
         by_op.setdefault(node.op_type, set()).add(types.get(node.output[0], FLOAT))
-    assert by_op["LayerNormalization"] == {FLOAT} and by_op["Softmax"] == {FLOAT}
+    # fp16 LayerNorm/Softmax (TensorRT normalises in fp32 internally; casts would block fused attention)
+    assert by_op["LayerNormalization"] == {FLOAT16} and by_op["Softmax"] == {FLOAT16}
     assert by_op["MatMul"] == {FLOAT16} and by_op["Conv"] == {FLOAT16}
+    producers = {o: n for n in graph.node for o in n.output}
+    for node in graph.node:  # MatMul -> Softmax -> MatMul, no Cast or Mul in between
+        if node.op_type == "Softmax":
+            assert producers[node.input[0]].op_type == "MatMul"
     original_keys = {p.key for p in onnx.load(str(fp32_onnx)).metadata_props}
     assert {p.key for p in converted.metadata_props} == original_keys
     fp16_path = tmp_path / "fp16.onnx"
@@ -161,6 +249,36 @@ def test_fp16_conversion_runs_in_onnxruntime_and_stays_close(fp32_onnx, tmp_path
         assert half.dtype == np.float32 and half.shape == (1, height, width)
         report = fidelity_report(reference, half)
         assert 0 < report["rel_l1"] < 5e-3, report
+
+
+def test_fp16_conversion_is_cached_by_content_atomically(fp32_onnx, tmp_path):
+    import os
+    import shutil
+
+    from mde_ros.models.fp16 import CONVERTER_VERSION, ensure_converted
+
+    source_dir = tmp_path / "readonly"
+    source_dir.mkdir()
+    src = source_dir / "model.onnx"
+    shutil.copy(fp32_onnx, src)
+    os.chmod(source_dir, 0o555)  # the fp16 file must not be written next to the source
+    try:
+        cache = tmp_path / "engines"
+        first = ensure_converted(src, cache)
+        assert first.parent == cache and f"fp16v{CONVERTER_VERSION}" in first.name
+        assert sorted(p.name for p in cache.iterdir()) == [first.name]  # no temporary left behind
+        stamp = first.stat().st_mtime_ns
+        os.utime(src)  # a touched source with the same content is not reconverted
+        assert ensure_converted(src, cache) == first and first.stat().st_mtime_ns == stamp
+        assert list(source_dir.iterdir()) == [src]
+    finally:
+        os.chmod(source_dir, 0o755)
+    session = ort.InferenceSession(str(first), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"pixel_values": smooth_pixels(np.random.default_rng(0), 42, 56)})[0].shape == (
+        1,
+        42,
+        56,
+    )
 
 
 # --- the engine itself (needs TensorRT and an NVIDIA GPU) ---------------------------------------

@@ -29,6 +29,12 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--compare-torch", action="store_true", help="also time the transformers eager forward"
     )
     parser.add_argument("--no-pipeline", action="store_true", help="skip the full-pipeline timing")
+    parser.add_argument(
+        "--preprocess-sizes",
+        default="518",
+        help="extra network short sides (comma-separated) at which to compare the CPU pre-processing "
+        "with the pre-issue-9 one ('' for none); the run's own size is always compared",
+    )
 
 
 def _stats(times_ms: list[float]) -> dict[str, float]:
@@ -134,14 +140,65 @@ def run(args: argparse.Namespace) -> int:
     # Free the backend first: ONNX Runtime's idle spinning threads would slow torch down.
     backend.close()
     fns = backend = session = None  # drop every reference to the ONNX Runtime session
-    if args.compare_torch:
-        import gc
+    import gc
 
-        gc.collect()
+    gc.collect()  # ONNX Runtime's spinning threads would distort the pre-processing timing
+    extra = [int(v) for v in args.preprocess_sizes.split(",") if v.strip()]
+    for side in dict.fromkeys([short, *extra]):
+        print(_preprocess_line(spec, side, width, height, max(args.frames, 20), args.warmup))
+    if args.compare_torch:
         torch_stats = _time_torch_eager(onnx_path, pixels, args)
         print(_line("torch eager (transformers forward)", torch_stats, bare))
         print(f"  {name} is {torch_stats['median'] / median:.2f}x faster than torch eager")
     return 0
+
+
+def _legacy_preprocess(spec, short: int):
+    """The pre-processing before issue 9, kept only as the bench's baseline: INTER_AREA when
+    shrinking, a per-pixel normalise on an HxWx3 float copy, then a transposing copy to NCHW."""
+    import cv2
+    import numpy as np
+
+    from ..processing import network_size
+
+    std = np.asarray(spec.std, np.float32)
+    gain = (1.0 / (255.0 * std)).reshape(1, 1, 3)
+    bias = (-np.asarray(spec.mean, np.float32) / std).reshape(1, 1, 3)
+
+    def run(rgb):
+        net_h, net_w = network_size(*rgb.shape[:2], short, spec.patch_multiple)
+        interpolation = cv2.INTER_AREA if net_h < rgb.shape[0] else cv2.INTER_CUBIC
+        normalised = cv2.resize(rgb, (net_w, net_h), interpolation=interpolation).astype(np.float32)
+        normalised *= gain
+        normalised += bias
+        out = np.empty((1, 3, net_h, net_w), np.float32)
+        out[0] = normalised.transpose(2, 0, 1)
+        return out
+
+    return run
+
+
+def _preprocess_line(spec, short: int, width: int, height: int, frames: int, warmup: int) -> str:
+    """Today's Preprocessor vs the legacy one, interleaved, on an image-like frame; with the largest
+    difference in the network input (normalised units)."""
+    import numpy as np
+
+    from ..inference.engine_cache import fidelity_inputs
+    from ..processing import Preprocessor
+
+    pixels = fidelity_inputs((1, height, width), spec, seed=2)[0].transpose(1, 2, 0)
+    rgb = np.clip(pixels * np.asarray(spec.std) * 255 + np.asarray(spec.mean) * 255, 0, 255)
+    rgb = np.ascontiguousarray(rgb.round().astype(np.uint8))
+    now, legacy = Preprocessor(spec, short), _legacy_preprocess(spec, short)
+    stats = _timeit_interleaved({"now": lambda: now(rgb), "legacy": lambda: legacy(rgb)}, frames, warmup)
+    diff = float(np.abs(now(rgb) - legacy(rgb)).max())
+    net_h, net_w = now.input_size(height, width)
+    ratio = stats["legacy"]["median"] / stats["now"]["median"]
+    return (
+        f"  preprocess {width}x{height} -> {net_h}x{net_w}: median {stats['now']['median']:.2f} ms "
+        f"(p90 {stats['now']['p90']:.2f}), legacy {stats['legacy']['median']:.2f} ms: {ratio:.1f}x cheaper; "
+        f"max |input diff| {diff:.2e}"
+    )
 
 
 def _pipeline_fn(backend, short: int, width: int, height: int):

@@ -32,6 +32,11 @@ class Backend(ABC):
     def infer(self, pixel_values: np.ndarray, prompt_ids: np.ndarray | None = None) -> np.ndarray:
         """Run the network: float32 [B,3,H,W] (+ int64 [B,L]) -> float32 [B,H,W]."""
 
+    def predict_frame(self, rgb: np.ndarray, short_side: int) -> tuple[np.ndarray, tuple[int, int]] | None:
+        """Whole frame -> (prediction at the image size, network (h, w)) with pre/post-processing on
+        the backend's device (GPU backends, `device_processing`); None: use the CPU pipeline."""
+        return None
+
     def close(self) -> None:
         """Release sessions, engines and device buffers."""
 

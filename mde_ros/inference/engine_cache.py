@@ -17,6 +17,7 @@ import hashlib
 import json
 import os
 import re
+import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -104,21 +105,43 @@ def parse_shape(text: str) -> Shape:
 
 
 def default_profile(short_side: int, multiple: int = 14, max_batch: int = 1) -> Profile:
-    """A profile around `short_side`: landscape and portrait images up to 2:1 aspect ratio.
+    """A profile around `short_side` for cameras whose size is not known yet.
 
-    opt is the 4:3 landscape size TensorRT tunes kernels for; a narrower range gives faster
-    kernels, so pass an explicit profile when the camera size is known.
+    opt is the network size of a 640x480 frame, rounded like frames are (`network_size`:
+    518 -> 518x686), so TensorRT tunes its kernels for the shape it will really run. max covers
+    landscape frames up to 2:1 and portrait up to 3:4 (not 2Sx2S, which sizes the activation memory
+    for a square twice the short side); a known camera gets `static_profile` instead.
     """
+    from ..processing import network_size
+
     s = max(multiple, round(short_side / multiple) * multiple)
-    wide = int(np.ceil(s * 4 / 3 / multiple) * multiple)
-    return Profile(min=(1, s, s), opt=(1, s, wide), max=(max_batch, 2 * s, 2 * s), multiple=multiple)
+    opt = network_size(480, 640, s, multiple)
+    portrait = network_size(640, 480, s, multiple)
+    return Profile(min=(1, s, s), opt=(1, *opt), max=(max_batch, portrait[0], 2 * s), multiple=multiple)
+
+
+def static_profile(frame_height: int, frame_width: int, short_side: int, multiple: int = 14) -> Profile:
+    """min = opt = max: the one network size a fixed camera's frames get (fastest kernels, least memory)."""
+    from ..processing import network_size
+
+    shape = (1, *network_size(frame_height, frame_width, short_side, multiple))
+    return Profile(min=shape, opt=shape, max=shape, multiple=multiple)
 
 
 def make_profile(
-    short_side: int, multiple: int = 14, min_shape: str = "", opt_shape: str = "", max_shape: str = ""
+    short_side: int,
+    multiple: int = 14,
+    min_shape: str = "",
+    opt_shape: str = "",
+    max_shape: str = "",
+    frame_size: tuple[int, int] | None = None,
 ) -> Profile:
-    """`default_profile` with any of min/opt/max overridden by 'BxHxW' strings."""
-    base = default_profile(short_side, multiple)
+    """`static_profile` for a known (height, width) frame, else `default_profile`; any of
+    min/opt/max overridden by 'BxHxW' strings."""
+    if frame_size:
+        base = static_profile(*frame_size, short_side, multiple)
+    else:
+        base = default_profile(short_side, multiple)
     return Profile(
         min=parse_shape(min_shape) if min_shape else base.min,
         opt=parse_shape(opt_shape) if opt_shape else base.opt,
@@ -138,15 +161,48 @@ class EngineKey:
     compute_capability: str  # "8.6"
     precision: str
     profile: str  # Profile.slug()
+    # Jetson AGX Orin, Orin NX and Orin Nano all report "Orin", sm_87: SMs and memory tell them apart.
+    sm_count: int = 0
+    total_memory_mb: int = 0
+
+    def device_slug(self) -> str:
+        """GPU, compute capability, SM count and memory: the part of a name tied to one device kind."""
+        gpu = re.sub(r"[^a-z0-9]+", "-", self.gpu_name.lower()).strip("-") or "gpu"
+        cc = self.compute_capability.replace(".", "")
+        return f"{gpu}-sm{cc}-{self.sm_count}sms-{self.total_memory_mb}mb"
 
     def file_name(self) -> str:
-        gpu = re.sub(r"[^a-z0-9]+", "-", self.gpu_name.lower()).strip("-") or "gpu"
         stem = re.sub(r"[^A-Za-z0-9._-]+", "-", self.onnx_stem)[:60]
-        cc = self.compute_capability.replace(".", "")
         return (
-            f"{stem}-{self.onnx_sha256[:16]}-trt{self.trt_version}-{gpu}-sm{cc}-"
+            f"{stem}-{self.onnx_sha256[:16]}-trt{self.trt_version}-{self.device_slug()}-"
             f"{self.precision}-{self.profile}.engine"
         )
+
+
+def timing_cache_path(engine_dir: Path, key: EngineKey) -> Path:
+    """TensorRT's timing cache, shared by every engine built with this TensorRT on this device kind."""
+    return Path(engine_dir) / f"timing-trt{key.trt_version}-{key.device_slug()}.cache"
+
+
+def converted_onnx_path(engine_dir: Path, onnx_stem: str, onnx_sha256: str, converter_version: int) -> Path:
+    """Where the fp16 converter's output for one ONNX content (not its path or mtime) is cached."""
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "-", onnx_stem)[:60]
+    return Path(engine_dir) / f"{stem}-{onnx_sha256[:16]}-fp16v{converter_version}.onnx"
+
+
+def atomic_write(path: Path, data: bytes | str) -> None:
+    """Write to a private temporary file in the same folder, then rename: readers (another node
+    starting at the same time) see the old file or the whole new one, never a partial one."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            handle.write(data.encode() if isinstance(data, str) else data)
+        os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache may be shared
+        os.replace(tmp, path)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 def sidecar_path(engine_path: Path) -> Path:
@@ -154,13 +210,18 @@ def sidecar_path(engine_path: Path) -> Path:
 
 
 def write_engine(
-    engine_path: Path, data: bytes, key: EngineKey, build_seconds: float, fidelity: dict
+    engine_path: Path,
+    data: bytes,
+    key: EngineKey,
+    build_seconds: float,
+    fidelity: dict,
+    recipe: dict | None = None,
 ) -> None:
-    """Atomically write the engine and then its sidecar (a crash leaves no valid-looking pair)."""
-    engine_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = engine_path.with_name(f".{engine_path.name}.{os.getpid()}.tmp")
-    tmp.write_bytes(data)
-    os.replace(tmp, engine_path)
+    """Atomically write the engine and then its sidecar (a crash leaves no valid-looking pair).
+
+    `recipe` records how it was built (precision mode, converter version, profile, flags)."""
+    atomic_write(engine_path, data)
+    refusal_path(engine_path).unlink(missing_ok=True)
     meta = {
         "format": SIDECAR_FORMAT,
         **asdict(key),
@@ -168,10 +229,39 @@ def write_engine(
         "engine_sha256": hashlib.sha256(data).hexdigest(),
         "build_seconds": round(build_seconds, 1),
         "fidelity": fidelity,
+        "recipe": recipe or {},
     }
-    tmp = sidecar_path(engine_path).with_name(f".{engine_path.name}.json.{os.getpid()}.tmp")
-    tmp.write_text(json.dumps(meta, indent=1, sort_keys=True))
-    os.replace(tmp, sidecar_path(engine_path))
+    atomic_write(sidecar_path(engine_path), json.dumps(meta, indent=1, sort_keys=True))
+
+
+def refusal_path(engine_path: Path) -> Path:
+    return engine_path.with_name(engine_path.name + ".refused.json")
+
+
+def remember_refusal(engine_path: Path, key: EngineKey, reports: list[dict], threshold: float) -> None:
+    """Record that this exact build was refused by its self-check, so that the next start does
+    not spend minutes rebuilding an engine that will be refused again."""
+    meta = {"format": SIDECAR_FORMAT, **asdict(key), "threshold": threshold, "fidelity": reports}
+    atomic_write(refusal_path(engine_path), json.dumps(meta, indent=1, sort_keys=True))
+
+
+def remembered_refusal(engine_path: Path, key: EngineKey, threshold: float) -> str:
+    """Why a previous build of this exact engine was refused ("" when none, or when `threshold`
+    now accepts the error measured then: the user raised it on purpose)."""
+    path = refusal_path(engine_path)
+    try:
+        meta = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return ""
+    if any(meta.get(f) != v for f, v in asdict(key).items()):
+        return ""
+    worst = max((r.get("rel_l1", float("inf")) for r in meta.get("fidelity", [])), default=float("inf"))
+    if worst <= threshold:
+        return ""
+    return (
+        f"this engine was refused by its self-check before (relative L1 {worst:.3g} > threshold "
+        f"{threshold:g}; {path}); delete that file to retry, use precision fp32 or a newer TensorRT"
+    )
 
 
 def validate_cached_engine(engine_path: Path, key: EngineKey) -> tuple[bytes | None, str]:
@@ -229,3 +319,32 @@ def check_fidelity(report: dict[str, float], threshold: float, what: str) -> Non
             f"non-finite outputs {report.get('non_finite', 0)}. The engine was NOT cached. Try "
             "`precision: fp32`, a newer TensorRT, or raise `tensorrt.fidelity_threshold` if you accept it."
         )
+
+
+def fidelity_shapes(profile: Profile) -> list[Shape]:
+    """Every distinct profile corner (batch 1): the self-check runs at more than one shape because
+    broken fp16 builds (TensorRT 10.3 on Depth Anything) can be right at one and wrong at another."""
+    shapes: list[Shape] = []
+    for _, h, w in (profile.opt, profile.min, profile.max):
+        if (1, h, w) not in shapes:
+            shapes.append((1, h, w))
+    return shapes
+
+
+def fidelity_inputs(shape: Shape, spec, seed: int = 0) -> np.ndarray:
+    """Image-like normalised pixels: smooth shading plus hard-edged objects (the high-contrast
+    edges of real frames are where fp16 attention logits grow), for the spec's mean/std."""
+    import cv2
+
+    batch, height, width = shape
+    rng = np.random.default_rng(seed)
+    coarse = rng.uniform(0, 255, (max(2, height // 16), max(2, width // 16), 3)).astype(np.float32)
+    image = cv2.resize(coarse, (width, height), interpolation=cv2.INTER_CUBIC)
+    for _ in range(6):
+        y0, x0 = rng.integers(0, height), rng.integers(0, width)
+        y1, x1 = y0 + rng.integers(height // 8, height // 2), x0 + rng.integers(width // 8, width // 2)
+        image[y0:y1, x0:x1] = rng.uniform(0, 255, 3)
+    mean = np.asarray(spec.mean, np.float32) * 255
+    std = np.asarray(spec.std, np.float32) * 255
+    pixels = ((np.clip(image, 0, 255) - mean) / std).transpose(2, 0, 1)[None]
+    return np.ascontiguousarray(np.repeat(pixels, batch, 0), np.float32)

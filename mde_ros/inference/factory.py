@@ -1,8 +1,10 @@
-"""Backend selection: `backend` parameter -> a ready Backend for one ONNX file.
+"""Backend selection: `backend` + `device` parameters -> a ready Backend for one ONNX file.
 
-`auto` picks, in order: TensorRT (importable and a CUDA GPU present), ONNX Runtime with the CUDA
-execution provider (onnxruntime-gpu), ONNX Runtime on CPU; it logs the choice and why, and falls
-back to the next one when a candidate fails to start (e.g. an engine refused by its self-check).
+`auto` picks, in order: TensorRT (importable and a CUDA GPU visible), ONNX Runtime with the CUDA
+execution provider (onnxruntime-gpu), ONNX Runtime on CPU. It logs the choice and why (naming the
+package that is missing), and falls back to the next candidate when one fails to start for any
+reason (an engine refused by its self-check, CUDA out of memory, a converter or binding error).
+`device` (auto | cpu | cuda | cuda:N) is honoured by every backend.
 """
 
 from __future__ import annotations
@@ -12,24 +14,17 @@ import logging
 from pathlib import Path
 
 from ..config import BACKENDS
-from ..errors import BackendUnavailableError, MdeRosError
+from ..errors import BackendUnavailableError
 from .base import Backend
+from .cuda_probe import ORT_GPU_HINT, TENSORRT_HINT, Device, cuda_report, parse_device
+from .onnxruntime_backend import available_providers
 
 log = logging.getLogger(__name__)
 
 
 def cuda_device_count() -> int:
-    """Number of CUDA devices, via torch or cuda-bindings when present (0 when neither can tell)."""
-    if importlib.util.find_spec("torch") is not None:
-        import torch
-
-        return torch.cuda.device_count() if torch.cuda.is_available() else 0
-    try:
-        from cuda.bindings import runtime as cudart
-    except ImportError:
-        return 0
-    err, count = cudart.cudaGetDeviceCount()
-    return int(count) if int(err) == 0 else 0
+    """Number of CUDA devices any probe sees (cuda-python, then torch); 0 when none can tell."""
+    return cuda_report().count
 
 
 def tensorrt_importable() -> bool:
@@ -47,80 +42,108 @@ def create_backend(
     min_shape: str = "",
     opt_shape: str = "",
     max_shape: str = "",
+    frame_size: tuple[int, int] | None = None,
     fidelity_threshold: float | None = None,
     device: str = "auto",
     cuda_graphs: bool = False,
     show_progress: bool = False,
 ) -> Backend:
-    """Create the backend named `kind` for `onnx_path` (see README: Backends).
+    """Create the backend named `kind` for `onnx_path` on `device` (see README: Backends).
 
-    `precision`, `input_size`, `*_shape`, `fidelity_threshold`, `engine_dir` apply to TensorRT
-    (profile around `input_size`, overridden by 'BxHxW' shapes); `device`/`cuda_graphs` to torch.
+    `precision`, `input_size`, `*_shape`, `frame_size`, `fidelity_threshold`, `engine_dir` apply to
+    TensorRT (profile around `input_size`, static when the camera's (height, width) `frame_size` is
+    known, overridden by 'BxHxW' shapes); `precision`/`cuda_graphs` to torch as well.
     """
     if kind not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend {kind!r}; choose one of {', '.join(BACKENDS)}")
+    try:
+        dev = parse_device(device)
+    except ValueError as exc:
+        raise BackendUnavailableError(str(exc)) from None
     trt_kwargs = dict(
         engine_dir=engine_dir,
         precision=precision,
         input_size=input_size,
         shapes=(min_shape, opt_shape, max_shape),
+        frame_size=frame_size,
         fidelity_threshold=fidelity_threshold,
         show_progress=show_progress,
     )
     if kind == "onnxruntime":
-        return _onnxruntime(onnx_path, "auto" if device == "cuda" else "cpu", threads)
+        return _onnxruntime(onnx_path, dev, threads)
     if kind == "tensorrt":
-        return _tensorrt(onnx_path, **trt_kwargs)
+        return _tensorrt(onnx_path, dev, **trt_kwargs)
     if kind == "torch":
         from .torch_backend import TorchBackend
 
         return TorchBackend(
-            onnx_path, device=device, precision=precision, cuda_graphs=cuda_graphs, threads=threads
+            onnx_path, device=str(dev), precision=precision, cuda_graphs=cuda_graphs, threads=threads
         )
-    return _auto(onnx_path, threads, trt_kwargs)
+    return _auto(onnx_path, dev, threads, trt_kwargs)
 
 
-def _auto(onnx_path: str | Path, threads: int, trt_kwargs: dict) -> Backend:
-    gpus = cuda_device_count()
-    if tensorrt_importable() and gpus:
-        try:
-            backend = _tensorrt(onnx_path, **trt_kwargs)
-            log.info("backend auto -> tensorrt: TensorRT is installed and %d CUDA GPU(s) found", gpus)
-            return backend
-        except MdeRosError as exc:
-            log.warning("backend auto: TensorRT failed (%s); trying ONNX Runtime", exc)
+def _auto(onnx_path: str | Path, dev: Device, threads: int, trt_kwargs: dict) -> Backend:
+    if dev.kind == "cpu":
+        log.info("backend auto -> onnxruntime CPU (device: cpu)")
+        return _onnxruntime(onnx_path, dev, threads)
+    report = cuda_report()
+    if not tensorrt_importable():
+        log.info("backend auto: not using TensorRT (not installed: %s)", TENSORRT_HINT)
+    elif not report.devices:
+        log.info("backend auto: not using TensorRT (%s)", report.why_none())
     else:
-        why = "TensorRT is not installed" if not tensorrt_importable() else "no CUDA GPU found"
-        log.info("backend auto: not using TensorRT (%s)", why)
-    from .onnxruntime_backend import available_providers
-
-    if "CUDAExecutionProvider" in available_providers():
-        backend = _onnxruntime(onnx_path, "cuda", threads)
-        if backend.device == "CUDAExecutionProvider":
-            log.info("backend auto -> onnxruntime CUDA: onnxruntime-gpu provides CUDAExecutionProvider")
+        try:
+            backend = _tensorrt(onnx_path, dev, **trt_kwargs)
+            log.info("backend auto -> tensorrt: TensorRT is installed and %d CUDA GPU(s) found", report.count)
             return backend
-        backend.close()
-        log.warning("backend auto: CUDAExecutionProvider did not start; using ONNX Runtime CPU")
-    backend = _onnxruntime(onnx_path, "cpu", threads)
-    log.info("backend auto -> onnxruntime CPU (no GPU execution provider available)")
+        except Exception as exc:  # any failure (OOM, parser, refused engine) falls back, with the reason
+            log.warning(
+                "backend auto: TensorRT failed (%s: %s); trying ONNX Runtime", type(exc).__name__, exc
+            )
+    if "CUDAExecutionProvider" in available_providers():
+        try:
+            backend = _onnxruntime(onnx_path, Device("cuda", dev.index), threads)
+            if backend.device == "CUDAExecutionProvider":
+                log.info("backend auto -> onnxruntime CUDA: onnxruntime-gpu provides CUDAExecutionProvider")
+                return backend
+            backend.close()
+            log.warning("backend auto: CUDAExecutionProvider did not start; using ONNX Runtime CPU")
+        except Exception as exc:
+            log.warning("backend auto: ONNX Runtime CUDA failed (%s: %s)", type(exc).__name__, exc)
+        why = "the GPU backends failed"
+    elif report.devices:
+        why = f"a GPU is visible but ONNX Runtime has no CUDAExecutionProvider: {ORT_GPU_HINT}"
+    else:
+        why = "no GPU execution provider available"
+    backend = _onnxruntime(onnx_path, Device("cpu"), threads)
+    log.info("backend auto -> onnxruntime CPU (%s)", why)
     return backend
 
 
-def _onnxruntime(onnx_path: str | Path, providers: str, threads: int) -> Backend:
+def _onnxruntime(onnx_path: str | Path, dev: Device, threads: int) -> Backend:
     from .onnxruntime_backend import OnnxRuntimeBackend
 
-    if providers == "cuda":
-        providers = ["CUDAExecutionProvider", "CPUExecutionProvider"]  # type: ignore[assignment]
+    if dev.kind == "cpu":
+        return OnnxRuntimeBackend(onnx_path, providers="cpu", threads=threads)
+    if "CUDAExecutionProvider" not in available_providers():
+        if dev.kind == "auto":
+            return OnnxRuntimeBackend(onnx_path, providers="cpu", threads=threads)
+        raise BackendUnavailableError(
+            f"device {dev} needs ONNX Runtime's CUDAExecutionProvider: {ORT_GPU_HINT}"
+        )
+    providers = [("CUDAExecutionProvider", {"device_id": dev.index}), "CPUExecutionProvider"]
     return OnnxRuntimeBackend(onnx_path, providers=providers, threads=threads)
 
 
 def _tensorrt(
     onnx_path: str | Path,
+    dev: Device,
     *,
     engine_dir,
     precision: str,
     input_size: int | None,
     shapes: tuple[str, str, str],
+    frame_size: tuple[int, int] | None,
     fidelity_threshold: float | None,
     show_progress: bool,
 ) -> Backend:
@@ -129,10 +152,16 @@ def _tensorrt(
     from .tensorrt_backend import DEFAULT_FIDELITY_THRESHOLD, TensorRTBackend, import_tensorrt
 
     import_tensorrt()  # a clear error before any other work
-    if not cuda_device_count():
-        raise BackendUnavailableError("TensorRT needs an NVIDIA GPU, and no CUDA device was found")
+    if dev.kind == "cpu":
+        raise BackendUnavailableError("the TensorRT backend runs on a CUDA device; device is cpu")
+    report = cuda_report()
+    if not report.devices:
+        raise BackendUnavailableError(f"TensorRT needs an NVIDIA GPU: {report.why_none()}")
+    if dev.index >= report.count:
+        raise BackendUnavailableError(f"device {dev} does not exist: {report.count} CUDA device(s) visible")
     spec = read_spec(onnx_path)
-    profile = make_profile(input_size or spec.default_input_size, spec.patch_multiple, *shapes)
+    short = input_size or spec.default_input_size
+    profile = make_profile(short, spec.patch_multiple, *shapes, frame_size=frame_size)
     return TensorRTBackend(
         onnx_path,
         engine_dir=engine_dir,
@@ -140,4 +169,5 @@ def _tensorrt(
         profile=profile,
         fidelity_threshold=DEFAULT_FIDELITY_THRESHOLD if fidelity_threshold is None else fidelity_threshold,
         show_progress=show_progress,
+        gpu=report.devices[dev.index],
     )

@@ -32,7 +32,7 @@ class OnnxRuntimeBackend(Backend):
     def __init__(
         self,
         onnx_path: str | Path,
-        providers: str | list[str] = "cpu",
+        providers: str | list = "cpu",
         threads: int = 0,
     ) -> None:
         try:
@@ -55,8 +55,9 @@ class OnnxRuntimeBackend(Backend):
             ) from exc
         # Report what ORT really uses: it silently falls back to CPU when a GPU provider fails.
         self.providers = self.session.get_providers()
-        if requested[0] not in self.providers:
-            log.warning("ONNX Runtime fell back from %s to %s", requested[0], self.providers[0])
+        first = requested[0] if isinstance(requested[0], str) else requested[0][0]
+        if first not in self.providers:
+            log.warning("ONNX Runtime fell back from %s to %s", first, self.providers[0])
         check_io_names(
             self.onnx_path,
             [i.name for i in self.session.get_inputs()],
@@ -65,7 +66,8 @@ class OnnxRuntimeBackend(Backend):
         )
 
     @staticmethod
-    def _provider_list(providers: str | list[str]) -> list[str]:
+    def _provider_list(providers: str | list) -> list:
+        """A list is passed through (names or (name, options) pairs); strings name a preset."""
         if isinstance(providers, list):
             return providers
         available = available_providers()

@@ -1,14 +1,16 @@
 """TensorRT backend (native Python API, 10.x and 11.x), imported lazily.
 
 Build: ONNX -> engine with one optimization profile for `pixel_values` (min/opt/max from
-parameters), FP16 by default. TensorRT 10.x: `BuilderFlag.FP16` on the fp32 ONNX, LayerNorm and
-Softmax layers pinned to fp32 (PREFER_PRECISION_CONSTRAINTS). TensorRT 11.x
-removed that flag (networks are strongly typed), so the ONNX is first converted to mixed fp16 by
-`mde_ros.models.fp16` (fp32 I/O, LayerNorm/Softmax fp32) and built strongly typed.
-Every fresh engine passes a fidelity self-check against ONNX Runtime fp32 before it is cached.
+parameters), FP16 by default, with a timing cache in the engine folder. TensorRT 10.x:
+`BuilderFlag.FP16` on the fp32 ONNX. TensorRT 11.x removed that flag (networks are strongly
+typed), so the ONNX is first converted to mixed fp16 by `mde_ros.models.fp16` (fp32 I/O, cached
+in the engine folder by content hash) and built strongly typed. Every fresh engine passes a
+fidelity self-check against ONNX Runtime fp32 at each profile corner before it is cached; a
+refusal is remembered so that the next start does not rebuild it.
 
 Run: device buffers allocated once for the profile's max shape (torch CUDA tensors when torch has
-CUDA, else `cuda.bindings.runtime`), `execute_async_v3` on one stream.
+CUDA, else `cuda.bindings.runtime`), `execute_async_v3` on one stream; with torch CUDA,
+`predict_frame` pre/post-processes on the GPU straight into / out of the bindings.
 
 Not tested on this project's CI (no GPU, TensorRT not installable): the TensorRT-free logic lives in
 `engine_cache` and `models.fp16`, which are.
@@ -16,6 +18,7 @@ Not tested on this project's CI (no GPU, TensorRT not installable): the TensorRT
 
 from __future__ import annotations
 
+import ctypes
 import logging
 import sys
 import time
@@ -29,20 +32,30 @@ from ..logsteps import long_step
 from ..models.onnx_contract import file_sha256, read_spec
 from ..models.spec import INPUT_PIXELS, OUTPUT_DEPTH
 from .base import Backend
+from .cuda_probe import CUDA_PYTHON_HINT, TENSORRT_HINT, GpuInfo, cuda_report
 from .engine_cache import (
     PRECISIONS,
+    EngineFidelityError,
     EngineKey,
     Profile,
+    atomic_write,
     check_fidelity,
     default_profile,
     fidelity_report,
+    remember_refusal,
+    remembered_refusal,
+    timing_cache_path,
     validate_cached_engine,
     write_engine,
 )
 
 log = logging.getLogger(__name__)
 
-DEFAULT_FIDELITY_THRESHOLD = 0.02  # relative L1 vs ORT fp32; fp16 engines are typically < 0.005
+# Relative L1 vs ORT fp32. The fp16 converter's graph measures 1.8e-4 .. 3.5e-4 in ONNX Runtime on
+# the default model (`mde-ros doctor`: 6 profile corners at 252 and 518, and a castel frame); 2e-3
+# (~6x the worst) leaves room for TensorRT's own fp16 kernels while catching broken builds
+# (TensorRT 10.3's wrong Depth Anything output).
+DEFAULT_FIDELITY_THRESHOLD = 2e-3
 DEFAULT_WORKSPACE_GB = 4.0
 
 
@@ -52,8 +65,7 @@ def import_tensorrt():
         import tensorrt as trt
     except ImportError as exc:
         raise BackendUnavailableError(
-            "TensorRT is not installed (pip install tensorrt-cu12, from NVIDIA; on Jetson it comes with "
-            f"JetPack): {exc}. Use backend onnxruntime or torch."
+            f"TensorRT is not installed ({TENSORRT_HINT}): {exc}. Use backend onnxruntime or torch."
         ) from exc
     return trt
 
@@ -63,10 +75,11 @@ def trt_major(trt) -> int:
 
 
 class _Cuda:
-    """Device memory and one stream: torch when it has CUDA, else cuda-bindings."""
+    """Device memory and one stream on CUDA device `index`: torch when it has CUDA, else cuda-bindings."""
 
-    def __init__(self) -> None:
+    def __init__(self, index: int = 0) -> None:
         self.torch = None
+        self.index = index
         try:
             import torch
 
@@ -79,13 +92,17 @@ class _Cuda:
                 from cuda.bindings import runtime as cudart
             except ImportError as exc:
                 raise BackendUnavailableError(
-                    "the TensorRT backend needs torch with CUDA or cuda-bindings (pip install cuda-python)"
+                    f"the TensorRT backend needs torch with CUDA or cuda-bindings ({CUDA_PYTHON_HINT})"
                 ) from exc
             self.cudart = cudart
+            self._check(cudart.cudaSetDevice(index))
             self._stream = self._check(cudart.cudaStreamCreate())
         else:
-            self._torch_stream = self.torch.cuda.Stream()
+            self.device = self.torch.device("cuda", index)
+            self.torch.cuda.set_device(self.device)  # TensorRT's runtime uses the current device
+            self._torch_stream = self.torch.cuda.Stream(device=self.device)
         self._allocs: list = []
+        self._pinned: list = []
 
     def _check(self, result):
         err, *values = result
@@ -94,42 +111,47 @@ class _Cuda:
         return values[0] if len(values) == 1 else values
 
     @property
+    def torch_stream(self):
+        return self._torch_stream
+
+    @property
     def stream(self) -> int:
         return self._torch_stream.cuda_stream if self.torch else int(self._stream)
-
-    def device_name(self) -> tuple[str, str]:
-        if self.torch:
-            props = self.torch.cuda.get_device_properties(0)
-            return props.name, f"{props.major}.{props.minor}"
-        props = self._check(self.cudart.cudaGetDeviceProperties(0))
-        name = props.name.decode() if isinstance(props.name, bytes) else str(props.name)
-        return name.rstrip("\x00"), f"{props.major}.{props.minor}"
 
     def alloc(self, nbytes: int):
         """A device buffer; returns (handle, device pointer)."""
         if self.torch:
-            buf = self.torch.empty(nbytes, dtype=self.torch.uint8, device="cuda")
+            buf = self.torch.empty(nbytes, dtype=self.torch.uint8, device=self.device)
             self._allocs.append(buf)
             return buf, buf.data_ptr()
         ptr = self._check(self.cudart.cudaMalloc(nbytes))
         self._allocs.append(ptr)
         return ptr, int(ptr)
 
-    def to_device(self, dst_ptr: int, host: np.ndarray) -> None:
+    def pinned(self, nbytes: int) -> np.ndarray:
+        """Page-locked host memory as a uint8 array: copies from/to it are really asynchronous."""
         if self.torch:
-            src = self.torch.from_numpy(host).view(self.torch.uint8).reshape(-1)
-            dst = self._view(dst_ptr, host.nbytes)
+            tensor = self.torch.empty(nbytes, dtype=self.torch.uint8, pin_memory=True)
+            self._pinned.append(tensor)
+            return tensor.numpy()
+        ptr = self._check(self.cudart.cudaMallocHost(nbytes))
+        self._pinned.append(ptr)
+        return np.ctypeslib.as_array((ctypes.c_uint8 * nbytes).from_address(int(ptr)))
+
+    def to_device(self, dst_ptr: int, host: np.ndarray) -> None:
+        """Asynchronous copy on the stream; `host` is (a slice of) a `pinned` uint8 array."""
+        if self.torch:
             with self.torch.cuda.stream(self._torch_stream):
-                dst.copy_(src, non_blocking=False)
+                self._view(dst_ptr, host.nbytes).copy_(self.torch.from_numpy(host), non_blocking=True)
             return
         kind = self.cudart.cudaMemcpyKind.cudaMemcpyHostToDevice
         self._check(self.cudart.cudaMemcpyAsync(dst_ptr, host.ctypes.data, host.nbytes, kind, self._stream))
 
     def to_host(self, host: np.ndarray, src_ptr: int) -> None:
+        """Asynchronous copy on the stream into (a slice of) a `pinned` uint8 array; then `synchronize`."""
         if self.torch:
             with self.torch.cuda.stream(self._torch_stream):
-                data = self._view(src_ptr, host.nbytes).cpu()
-            host.view(np.uint8).reshape(-1)[:] = data.numpy()
+                self.torch.from_numpy(host).copy_(self._view(src_ptr, host.nbytes), non_blocking=True)
             return
         kind = self.cudart.cudaMemcpyKind.cudaMemcpyDeviceToHost
         self._check(self.cudart.cudaMemcpyAsync(host.ctypes.data, src_ptr, host.nbytes, kind, self._stream))
@@ -151,8 +173,11 @@ class _Cuda:
         if self.torch is None:
             for ptr in self._allocs:
                 self.cudart.cudaFree(ptr)
+            for ptr in self._pinned:
+                self.cudart.cudaFreeHost(ptr)
             self.cudart.cudaStreamDestroy(self._stream)
         self._allocs.clear()
+        self._pinned.clear()
 
 
 class _ProgressPrinter:
@@ -199,19 +224,25 @@ def build_serialized_engine(
     precision: str,
     workspace_gb: float = DEFAULT_WORKSPACE_GB,
     progress: Callable[[str, int, int], None] | None = None,
-) -> bytes:
-    """Build an engine for `onnx_path` and return its serialized bytes."""
+    cache_dir: Path | None = None,
+    timing_cache: Path | None = None,
+) -> tuple[bytes, dict]:
+    """Build an engine for `onnx_path`; returns its serialized bytes and the recipe (for the sidecar).
+
+    TensorRT 11 fp16: the fp16 converter's ONNX is cached in `cache_dir` by content hash.
+    `timing_cache`, when given, is loaded before and saved after the build (builds take minutes).
+    """
     trt = import_tensorrt()
     logger = trt.Logger(trt.Logger.WARNING)
     builder = trt.Builder(logger)
     source = onnx_path
     strongly_typed = precision == "fp16" and trt_major(trt) >= 11
+    recipe: dict = {"precision": precision, "profile": profile.describe(), "workspace_gb": workspace_gb}
     if strongly_typed:  # TensorRT 11: the precision lives in the ONNX graph itself
-        from ..models.fp16 import convert_file
+        from ..models.fp16 import CONVERTER_VERSION, ensure_converted
 
-        source = onnx_path.with_name(onnx_path.stem + ".fp16.onnx")
-        if not source.is_file() or source.stat().st_mtime < onnx_path.stat().st_mtime:
-            convert_file(onnx_path, source)
+        source = ensure_converted(onnx_path, Path(cache_dir or onnx_path.parent))
+        recipe.update(mode="strongly typed, fp16 converter ONNX", converter_version=CONVERTER_VERSION)
     flags = 0
     if strongly_typed and hasattr(trt.NetworkDefinitionCreationFlag, "STRONGLY_TYPED"):
         flags |= 1 << int(trt.NetworkDefinitionCreationFlag.STRONGLY_TYPED)
@@ -224,10 +255,13 @@ def build_serialized_engine(
     config.set_memory_pool_limit(trt.MemoryPoolType.WORKSPACE, int(workspace_gb * (1 << 30)))
     if precision == "fp16" and not strongly_typed:
         config.set_flag(trt.BuilderFlag.FP16)  # TensorRT 10.x weak typing
-        _keep_norms_fp32(trt, network, config)
+        # No layer pinned to fp32: opset-17 LayerNormalization becomes INormalizationLayer, which
+        # computes in fp32 by default, and pinned Softmax layers would block fused attention.
+        recipe.update(mode="BuilderFlag.FP16")
     trt_profile = builder.create_optimization_profile()
     trt_profile.set_shape(INPUT_PIXELS, *profile.tensor_shapes())
     config.add_optimization_profile(trt_profile)
+    cache = _attach_timing_cache(config, timing_cache)
     if progress is not None:
         monitor = _progress_monitor(trt, progress)
         if monitor is not None:
@@ -235,27 +269,26 @@ def build_serialized_engine(
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
         raise InvalidModelError(f"TensorRT failed to build an engine for {onnx_path} (see its log above)")
-    return bytes(serialized)
+    if cache is not None:
+        atomic_write(timing_cache, bytes(cache.serialize()))
+        recipe["timing_cache"] = timing_cache.name
+    recipe["tensorrt"] = str(trt.__version__)
+    return bytes(serialized), recipe
 
 
-def _keep_norms_fp32(trt, network, config) -> int:
-    """TensorRT 10.x FP16: pin LayerNorm and Softmax layers to fp32 (the same rule as `models.fp16`).
-
-    DINOv2's LayerNorm after attention overflows in fp16; TensorRT itself warns about it.
-    """
-    kinds = {getattr(trt.LayerType, n) for n in ("NORMALIZATION", "SOFTMAX") if hasattr(trt.LayerType, n)}
-    pinned = 0
-    for index in range(network.num_layers):
-        layer = network.get_layer(index)
-        if layer.type in kinds:
-            layer.precision = trt.float32
-            for out in range(layer.num_outputs):
-                layer.set_output_type(out, trt.float32)
-            pinned += 1
-    if pinned:
-        config.set_flag(trt.BuilderFlag.PREFER_PRECISION_CONSTRAINTS)
-    log.info("pinned %d LayerNorm/Softmax layers to fp32", pinned)
-    return pinned
+def _attach_timing_cache(config, path: Path | None):
+    """Load `path` (or start empty) as the builder's timing cache; a stale or corrupt file is ignored."""
+    if path is None:
+        return None
+    data = b""
+    if path.is_file():
+        data = path.read_bytes()
+    cache = config.create_timing_cache(data)
+    if cache is None or not config.set_timing_cache(cache, False):
+        log.warning("timing cache %s not usable (other TensorRT or device?); starting an empty one", path)
+        cache = config.create_timing_cache(b"")
+        config.set_timing_cache(cache, False)
+    return cache
 
 
 class TensorRTBackend(Backend):
@@ -270,6 +303,7 @@ class TensorRTBackend(Backend):
         fidelity_threshold: float = DEFAULT_FIDELITY_THRESHOLD,
         workspace_gb: float = DEFAULT_WORKSPACE_GB,
         show_progress: bool = False,
+        gpu: GpuInfo | None = None,
     ) -> None:
         if precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {PRECISIONS}")
@@ -281,23 +315,31 @@ class TensorRTBackend(Backend):
             raise BackendUnavailableError(
                 f"the TensorRT backend does not run prompted models ({self.spec.name})"
             )
+        if gpu is None:
+            devices = cuda_report().devices
+            if not devices:
+                raise BackendUnavailableError(f"TensorRT needs an NVIDIA GPU: {cuda_report().why_none()}")
+            gpu = devices[0]
         self.onnx_path = Path(onnx_path)
         self.profile = profile or default_profile(self.spec.default_input_size, self.spec.patch_multiple)
         self.precision = precision
-        self.cuda = _Cuda()
-        gpu, cc = self.cuda.device_name()
         self.gpu = gpu
+        self.cuda = _Cuda(gpu.index)
         self.key = EngineKey(
             onnx_stem=self.onnx_path.stem,
             onnx_sha256=file_sha256(self.onnx_path),
             trt_version=str(trt.__version__),
-            gpu_name=gpu,
-            compute_capability=cc,
+            gpu_name=gpu.name,
+            compute_capability=gpu.compute_capability,
             precision=precision,
             profile=self.profile.slug(),
+            sm_count=gpu.sm_count,
+            total_memory_mb=gpu.total_memory >> 20,
         )
-        self.engine_path = Path(engine_dir or paths.engine_dir()) / self.key.file_name()
+        self.engine_dir = Path(engine_dir or paths.engine_dir())
+        self.engine_path = self.engine_dir / self.key.file_name()
         self.build_seconds = 0.0
+        self.fidelity: list[dict] = []
         data, why = validate_cached_engine(self.engine_path, self.key)
         self._trt = trt
         self._logger = trt.Logger(trt.Logger.WARNING)
@@ -306,6 +348,9 @@ class TensorRTBackend(Backend):
         if data and engine is None:
             why = "cached engine failed to deserialize (TensorRT/driver mismatch?)"
         if engine is None:
+            refused = remembered_refusal(self.engine_path, self.key, fidelity_threshold)
+            if refused:
+                raise EngineFidelityError(refused)
             log.warning("building TensorRT engine %s (%s); this can take minutes", self.engine_path.name, why)
             self._build(fidelity_threshold, workspace_gb, show_progress)  # sets up the context too
         else:
@@ -315,9 +360,16 @@ class TensorRTBackend(Backend):
     def _build(self, threshold: float, workspace_gb: float, show_progress: bool) -> None:
         start = time.perf_counter()
         progress = _ProgressPrinter() if show_progress else None
-        args = (self.onnx_path, self.profile, self.precision, workspace_gb, progress)
         with long_step(log, f"building TensorRT engine {self.engine_path.name}", announce=False):
-            data = build_serialized_engine(*args)
+            data, recipe = build_serialized_engine(
+                self.onnx_path,
+                self.profile,
+                self.precision,
+                workspace_gb,
+                progress,
+                cache_dir=self.engine_dir,
+                timing_cache=timing_cache_path(self.engine_dir, self.key),
+            )
         self.build_seconds = time.perf_counter() - start
         if progress:
             sys.stderr.write("\n")
@@ -325,27 +377,40 @@ class TensorRTBackend(Backend):
         if engine is None:
             raise InvalidModelError("TensorRT could not deserialize the engine it just built")
         self._setup(engine)
-        report = self._self_check(threshold)
-        write_engine(self.engine_path, data, self.key, self.build_seconds, report)
+        reports = self.self_check(threshold)
+        write_engine(self.engine_path, data, self.key, self.build_seconds, reports, recipe)
         log.info(
-            "built %s in %.1f s; fidelity vs ORT fp32: rel L1 %.2e",
+            "built %s in %.1f s; fidelity vs ORT fp32: worst rel L1 %.2e over %d shapes",
             self.engine_path.name,
             self.build_seconds,
-            report["rel_l1"],
+            max(r["rel_l1"] for r in reports),
+            len(reports),
         )
 
-    def _self_check(self, threshold: float) -> dict:
-        """Run the engine and ONNX Runtime fp32 on the same image-like input at the opt shape."""
-        from ..models.export import smooth_pixels
+    def self_check(self, threshold: float) -> list[dict]:
+        """Engine vs ONNX Runtime fp32 on image-like inputs at every distinct profile shape; a
+        refusal is remembered next to the engine so the next start does not rebuild it."""
+        from .engine_cache import fidelity_inputs, fidelity_shapes
         from .onnxruntime_backend import OnnxRuntimeBackend
 
-        batch, height, width = self.profile.opt
-        pixels = smooth_pixels(np.random.default_rng(0), height, width, batch)
+        reports = []
         with OnnxRuntimeBackend(self.onnx_path, providers="cpu") as reference:
-            expected = reference.infer(pixels)
-        report = fidelity_report(expected, self.infer(pixels))
-        check_fidelity(report, threshold, f"TensorRT {self.precision} engine for {self.onnx_path.name}")
-        return report
+            for shape in fidelity_shapes(self.profile):
+                pixels = fidelity_inputs(shape, self.spec)
+                report = fidelity_report(reference.infer(pixels), self.infer(pixels))
+                reports.append({"shape": list(shape), **report})
+        worst = max(reports, key=lambda r: r["rel_l1"])
+        try:
+            check_fidelity(
+                worst,
+                threshold,
+                f"TensorRT {self.precision} engine for {self.onnx_path.name} at {worst['shape']}",
+            )
+        except EngineFidelityError:
+            remember_refusal(self.engine_path, self.key, reports, threshold)
+            raise
+        self.fidelity = reports
+        return reports
 
     def _setup(self, engine) -> None:
         trt = self._trt
@@ -360,24 +425,70 @@ class TensorRTBackend(Backend):
         batch, height, width = self.profile.max
         self._in_buf, self._in_ptr = self.cuda.alloc(batch * 3 * height * width * 4)
         self._out_buf, self._out_ptr = self.cuda.alloc(batch * height * width * 4)
+        # Pinned staging for `infer` (numpy in/out): async copies, one synchronisation per frame.
+        self._host_in = self.cuda.pinned(batch * 3 * height * width * 4)
+        self._host_out = self.cuda.pinned(batch * height * width * 4)
         self.context.set_tensor_address(INPUT_PIXELS, self._in_ptr)
         self.context.set_tensor_address(OUTPUT_DEPTH, self._out_ptr)
 
     @property
     def device(self) -> str:
-        return f"cuda:0 ({self.gpu}), TensorRT {self.key.trt_version} {self.precision}"
+        return f"cuda:{self.gpu.index} ({self.gpu.name}), TensorRT {self.key.trt_version} {self.precision}"
 
     def infer(self, pixel_values: np.ndarray, prompt_ids: np.ndarray | None = None) -> np.ndarray:
         pixels = np.ascontiguousarray(pixel_values, np.float32)
         self.profile.check(pixels.shape)
         self.context.set_input_shape(INPUT_PIXELS, tuple(pixels.shape))
-        self.cuda.to_device(self._in_ptr, pixels)
+        staging = self._host_in[: pixels.nbytes]
+        staging[:] = pixels.reshape(-1).view(np.uint8)
+        self.cuda.to_device(self._in_ptr, staging)
         if not self.context.execute_async_v3(self.cuda.stream):
             raise InvalidModelError("TensorRT execute_async_v3 failed (see the TensorRT log)")
-        out = np.empty(tuple(self.context.get_tensor_shape(OUTPUT_DEPTH)), np.float32)
-        self.cuda.to_host(out, self._out_ptr)
+        shape = tuple(self.context.get_tensor_shape(OUTPUT_DEPTH))
+        result = self._host_out[: int(np.prod(shape)) * 4]
+        self.cuda.to_host(result, self._out_ptr)
         self.cuda.synchronize()
-        return out
+        return result.view(np.float32).reshape(shape).copy()
+
+    def predict_frame(self, rgb: np.ndarray, short_side: int):
+        """uint8 frame uploaded once (pinned), resized + normalised on the GPU straight into the
+        input binding, output resized on the GPU, one download and one sync (torch CUDA only)."""
+        if self.cuda.torch is None:
+            return None
+        from .device_processing import TorchProcessing
+
+        torch = self.cuda.torch
+        proc = getattr(self, "_processing", None)
+        if proc is None or proc.short_side != short_side:
+            proc = self._processing = TorchProcessing(self.spec, short_side, self.cuda.device)
+        height, width = rgb.shape[:2]
+        net_h, net_w = proc.input_size(height, width)
+        with torch.cuda.stream(self.cuda.torch_stream), torch.no_grad():
+            pixels, depth = self.device_tensors((1, net_h, net_w))
+            proc.preprocess(proc.upload(rgb), out=pixels)
+            self.run_bound((1, net_h, net_w), self.cuda.stream)
+            return proc.download(proc.postprocess(depth, height, width)), (net_h, net_w)
+
+    def device_tensors(self, shape: tuple[int, int, int]):
+        """(input, output) torch views of the engine's bindings for a (B, H, W) input, so that GPU
+        pre-processing writes straight into the engine input (torch CUDA only)."""
+        if self.cuda.torch is None:
+            raise BackendUnavailableError("GPU pre-processing needs torch with CUDA")
+        torch = self.cuda.torch
+        batch, height, width = shape
+        self.profile.check((batch, 3, height, width))
+        pixels = (
+            self._in_buf[: batch * 3 * height * width * 4].view(torch.float32).view(batch, 3, height, width)
+        )
+        depth = self._out_buf[: batch * height * width * 4].view(torch.float32).view(batch, height, width)
+        return pixels, depth
+
+    def run_bound(self, shape: tuple[int, int, int], stream: int) -> None:
+        """Execute on data already in the input binding (see `device_tensors`), on `stream`."""
+        batch, height, width = shape
+        self.context.set_input_shape(INPUT_PIXELS, (batch, 3, height, width))
+        if not self.context.execute_async_v3(stream):
+            raise InvalidModelError("TensorRT execute_async_v3 failed (see the TensorRT log)")
 
     def close(self) -> None:
         self.context = None

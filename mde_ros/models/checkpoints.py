@@ -47,7 +47,7 @@ class CheckpointMismatchError(InvalidModelError):
 class Checkpoint:
     """Where a model's weights came from (stored in the exported ONNX as `mde_ros.source`)."""
 
-    kind: str  # "pth" | "hf_folder" | "random"
+    kind: str  # "pth" | "hf_folder" | "random" | "default" (the embedded default model's weights)
     path: str = ""
     sha256: str = ""
     seed: int | None = None

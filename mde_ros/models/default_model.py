@@ -118,6 +118,15 @@ def load_default_model(weights: Path | None = None):
     return model.eval(), spec
 
 
+def default_source(weights: Path | None = None):
+    """The `mde_ros.source` pointer of the default model's ONNX: lets the torch backend rebuild it."""
+    from .checkpoints import Checkpoint
+    from .onnx_contract import file_sha256
+
+    path = Path(weights or default_weights())
+    return Checkpoint(kind=DEFAULT_NAME, path=str(path), sha256=file_sha256(path))
+
+
 def default_onnx_name(weights: Path | None = None) -> str:
     from .onnx_contract import file_sha256
 

@@ -37,8 +37,14 @@ def export_onnx(
 
     if opset not in (17, 18):
         raise ValueError("opset must be 17 or 18")
+    import copy
+
+    from .attention_export import drop_unit_muls, fold_attention_scale
+
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
+    model = copy.deepcopy(model)  # the fold below rewrites weights; the caller's model stays as is
+    fold_attention_scale(model)
     module = depth_module(model).eval()
     example = [torch.randn(1, 3, EXAMPLE_HEIGHT, EXAMPLE_WIDTH)]
     input_names = [INPUT_PIXELS]
@@ -65,6 +71,7 @@ def export_onnx(
             do_constant_folding=True,
         )
     graph = onnx.load(str(tmp))
+    drop_unit_muls(graph.graph)
     entry = graph.metadata_props.add()
     entry.key, entry.value = SPEC_METADATA_KEY, spec.to_json()
     if source:

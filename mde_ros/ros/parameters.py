@@ -34,6 +34,16 @@ def vector(length: int, unit_norm: bool = False) -> Check:
     return check
 
 
+def device_value(value: Any) -> str | None:
+    from ..inference.cuda_probe import parse_device
+
+    try:
+        parse_device(value)
+    except ValueError as exc:
+        return str(exc)
+    return None
+
+
 def not_empty(value: Any) -> str | None:
     return None if str(value).strip() else "must not be empty"
 
@@ -79,6 +89,12 @@ DOCS: dict[str, Doc] = {
         check=not_empty,
     ),
     "backend": Doc("Inference backend.", _R),
+    "device": Doc(
+        "Where inference runs, for every backend: auto (first CUDA GPU if one is usable, else CPU) | "
+        "cpu | cuda | cuda:N.",
+        _R,
+        check=device_value,
+    ),
     "engine_dir": Doc("Where exported ONNX files and TensorRT engines are cached ('' = default cache).", _R),
     "threads": Doc("CPU threads for inference (0 = runtime default).", _R, int_range=(0, 256)),
     "input_size": Doc(
