@@ -12,14 +12,24 @@ from __future__ import annotations
 
 import argparse
 
+from .options import add_backend
+
 DEFAULT_SIZES = "518,default"
 
 
+EXAMPLES = """examples:
+  mde-ros doctor                                   # what this machine has, default model, CPU or GPU
+  mde-ros doctor --backend tensorrt --device cuda:0 --sizes 518
+  mde-ros doctor --model depth-anything-v2-small --frames 50
+"""
+
+
 def configure(parser: argparse.ArgumentParser) -> None:
+    parser.epilog = EXAMPLES
     parser.add_argument(
         "--model", default="default", help="registry name, .onnx, .pth or transformers folder"
     )
-    parser.add_argument("--backend", default="auto", help="auto | onnxruntime | tensorrt | torch")
+    add_backend(parser)
     parser.add_argument("--device", default="auto", help="auto | cpu | cuda | cuda:N")
     parser.add_argument(
         "--sizes",

@@ -94,7 +94,8 @@ class TorchProcessing:
 
     def backproject(self, depth, intr: CameraIntrinsics, stride: int = 1, max_range: float = 0.0):
         """Depth [H,W] on the device -> organised [H',W',3] float32 points on the device, with the
-        conventions of `geometry.pointcloud.backproject` (NaN for invalid or beyond `max_range`)."""
+        conventions of `geometry.pointcloud.backproject` (REP 118: NaN for no measurement, +Inf
+        for too far: +Inf depth or beyond `max_range`)."""
         torch = self.torch
         if tuple(depth.shape) != (intr.height, intr.width):
             raise ValueError(
@@ -102,11 +103,11 @@ class TorchProcessing:
             )
         z = depth[::stride, ::stride].float()
         invalid = ~(z > 0)
-        if max_range > 0:
-            invalid |= z > max_range
+        far = z > max_range if max_range > 0 else torch.isposinf(z)
         z = torch.where(invalid, torch.full_like(z, float("nan")), z)
         u = torch.arange(0, intr.width, stride, device=z.device, dtype=torch.float32)
         v = torch.arange(0, intr.height, stride, device=z.device, dtype=torch.float32)
         ray_x = (u - np.float32(intr.cx)) / np.float32(intr.fx)
         ray_y = (v - np.float32(intr.cy)) / np.float32(intr.fy)
-        return torch.stack((z * ray_x[None, :], z * ray_y[:, None], z), dim=-1)
+        points = torch.stack((z * ray_x[None, :], z * ray_y[:, None], z), dim=-1)
+        return torch.where(far[..., None], torch.full_like(points, float("inf")), points)

