@@ -63,6 +63,31 @@ def resize_prediction(prediction: np.ndarray, height: int, width: int) -> np.nda
     return cv2.resize(prediction, (width, height), interpolation=cv2.INTER_LINEAR)
 
 
+def split_sky(prediction: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray | None]:
+    """(network output safe to interpolate, sky mask at network size or None).
+
+    Models with a sky head mark sky in their output (+Inf for metric, 0 for disparity); +Inf must
+    not enter the bilinear resize, so it is replaced by the largest finite value.
+    """
+    prediction = np.asarray(prediction, np.float32).reshape(prediction.shape[-2:])
+    if not spec.sky:
+        return prediction, None
+    if spec.convention == DISPARITY:
+        return prediction, prediction <= 0
+    sky = ~np.isfinite(prediction)
+    if sky.any():
+        finite = prediction[~sky]
+        prediction = np.where(sky, finite.max() if finite.size else 0.0, prediction).astype(np.float32)
+    return prediction, sky
+
+
+def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A boolean mask at network size -> image size (nearest neighbour)."""
+    if mask.shape == (height, width):
+        return mask
+    return cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
+
+
 def sample_percentiles(image: np.ndarray, percentiles: list[float], step: int = 4) -> list[float] | None:
     """Percentiles of the finite values of a strided sample (1/16 of the pixels: ~16x cheaper,
     well within the accuracy that normalisation and colour maps need); None if nothing is finite."""

@@ -157,14 +157,3 @@ def ensure_default_onnx(engine_dir: Path | str | None = None, weights: Path | No
         Path(tmp).unlink(missing_ok=True)
         Path(tmp).with_suffix(".tmp.onnx").unlink(missing_ok=True)
     return target
-
-
-def _register_default() -> None:
-    """Registry entry `default` from the shipped weights' metadata (skipped when they are absent)."""
-    from .registry import REGISTRY, register
-
-    if DEFAULT_NAME not in REGISTRY and WEIGHTS_FILE.is_file():
-        register(shipped_spec(WEIGHTS_FILE))
-
-
-_register_default()

@@ -118,3 +118,22 @@ def export_oracle_disparity_onnx(path: str | Path) -> Path:
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
     return path
+
+
+def reduced_da3_spec(name: str, depth: int) -> ModelSpec:
+    """A registry DA3 layout with every width exact but only `depth` transformer blocks.
+
+    The four DPT taps become the last four blocks; an any-view layout keeps its camera token,
+    QK-norm, RoPE and local/global alternation from block `depth - 4` on (taps on both kinds).
+    """
+    import dataclasses
+
+    base = get_spec(name)
+    config = copy.deepcopy(base.config)
+    taps = list(range(depth - 4, depth))
+    config.update(depth=depth, out_layers=taps)
+    if config["alt_start"] != -1:
+        config.update(alt_start=taps[0], qknorm_start=taps[0], rope_start=taps[0])
+    return dataclasses.replace(
+        base, name=f"random-{name}-depth{depth}", config=config, description="random weights, for tests only"
+    )
