@@ -23,6 +23,7 @@ COMMANDS = {
     "eval": ("evaluate", "AbsRel, RMSE, delta accuracies against ground truth"),
     "eval-scale": ("eval_scale", "metric scale recovery accuracy and jitter"),
     "models": ("models", "list registry models and where their weights go"),
+    "download": ("download", "fetch a registry model's official weights (licence shown first)"),
 }
 
 
