@@ -65,11 +65,12 @@ class DepthPipeline:
         scale: ScaleEstimator | None = None,
         prompt_fn: PromptFn | None = None,
         depth_max: float = 0.0,
+        preprocess: str = "fast",
     ) -> None:
         self.backend = backend
         self.spec = backend.spec
         self.input_size = input_size or self.spec.default_input_size
-        self.preprocess = Preprocessor(self.spec, self.input_size)
+        self.preprocess = Preprocessor(self.spec, self.input_size, preprocess)
         self.scale = scale or ScaleEstimator()
         if self.spec.needs_prompt and prompt_fn is None:
             from .models.prompts import prompt_fn_for
@@ -99,7 +100,8 @@ class DepthPipeline:
 
         mark = time.perf_counter()
         network_map, sky = split_sky(raw[0], self.spec)
-        prediction = resize_prediction(network_map, height, width)
+        reference = self.preprocess.mode == "reference"
+        prediction = resize_prediction(network_map, height, width, align_corners=reference)
         net_size = pixels.shape[2:]
         base = self._metric_base(prediction, frame.intrinsics, net_size)
         state = self.scale.update(

@@ -137,3 +137,20 @@ def reduced_da3_spec(name: str, depth: int) -> ModelSpec:
     return dataclasses.replace(
         base, name=f"random-{name}-depth{depth}", config=config, description="random weights, for tests only"
     )
+
+
+def tiny_da3_spec(name: str = "da3-small") -> ModelSpec:
+    """A DA3 registry layout shrunk to ~0.3 M parameters (same graph: camera token, QK-norm, RoPE,
+    local/global blocks, DualDPT or DPT + sky), for fast pipeline tests. Not the official widths."""
+    import dataclasses
+
+    base = get_spec(name)
+    config = copy.deepcopy(base.config)
+    any_view = config["alt_start"] != -1
+    config.update(embed_dim=48, depth=6, num_heads=2, out_layers=[2, 3, 4, 5], features=16)
+    config.update(out_channels=[8, 16, 24, 32], head_dim_in=96 if any_view else 48, cam_dim=48)
+    if any_view:
+        config.update(alt_start=2, qknorm_start=2, rope_start=2)
+    return dataclasses.replace(
+        base, name=f"random-tiny-{name}", config=config, description="random weights, for tests only"
+    )

@@ -82,7 +82,13 @@ def build_pipeline(params: dict[str, Any], scale: ScaleEstimator) -> DepthPipeli
         engine_dir=engine_dir,
         input_size=params["input_size"] or None,
     )
-    return DepthPipeline(backend, params["input_size"] or None, scale=scale, depth_max=params["depth.max"])
+    return DepthPipeline(
+        backend,
+        params["input_size"] or None,
+        scale=scale,
+        depth_max=params["depth.max"],
+        preprocess=params["preprocess"],
+    )
 
 
 class DepthNode(Node):

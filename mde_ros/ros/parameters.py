@@ -88,6 +88,14 @@ PARAMETERS: tuple[ParamDef, ...] = (
         _R,
         int_range=(0, 4096),
     ),
+    ParamDef(
+        "preprocess",
+        "fast",
+        "Input resize: fast (nearest multiple, uint8) | reference (Depth Anything's recipe: "
+        "lower_bound rounding, float cubic resize, align_corners output resize).",
+        _R,
+        choices=("fast", "reference"),
+    ),
     ParamDef("points.enabled", True, "Publish depth/points."),
     ParamDef(
         "points.stride",
