@@ -180,3 +180,21 @@ def test_relative_model_outputs_inverse_depth_and_zero_for_sky():
     assert sky.any() and (~sky).any()
     assert (out[sky] == 0).all()
     np.testing.assert_allclose(out[~sky], 1.0 / depth.numpy()[~sky], rtol=1e-6)
+
+
+@pytest.mark.parametrize("name", ["da3-small", "da3metric-large"])
+def test_torch_backend_runs_the_da3_onnx_like_onnxruntime(name, tmp_path):
+    from mde_ros.models.checkpoints import Checkpoint
+    from mde_ros.models.testing import tiny_da3_spec
+
+    spec = tiny_da3_spec(name)
+    source = Checkpoint(kind="random", seed=4).to_json()
+    path = export_onnx(build_da3(spec, seed=4), spec, tmp_path / "tiny.onnx", source=source)
+    pixels = _pixels(70, 112)
+    outputs = []
+    for backend_name in ("onnxruntime", "torch"):
+        kwargs = {"precision": "fp32", "device": "cpu"} if backend_name == "torch" else {}
+        backend = create_backend(backend_name, path, **kwargs)
+        outputs.append(np.asarray(backend.infer(pixels, None)))
+        backend.close()
+    assert _relative(outputs[1], outputs[0]) <= 1e-4
