@@ -78,7 +78,8 @@ def find_weights(spec: ModelSpec) -> Path:
     )
     raise ModelNotFoundError(
         f"no weights for {spec.name}: expected {folder / (spec.checkpoint_files or ('?',))[0]}"
-        f"{alternative}. Download once from {spec.weights_url} on a machine with internet and copy the "
+        f"{alternative}. `mde-ros download {spec.name}` fetches it (user-invoked, never automatic). "
+        f"Download once from {spec.weights_url} on a machine with internet and copy the "
         f"file there (or set {ENV_WEIGHTS}, or pass the path as `model`)."
     )
 
