@@ -37,7 +37,7 @@ def test_resolve_in_a_fresh_process_knows_llm_mde():
         "from mde_ros.models.resolve import resolve_onnx\n"
         "try:\n    resolve_onnx('llm-mde-small')\nexcept Exception as exc:\n    print(exc)\n"
     )
-    assert "not a registry name" not in out and "llm-mde-small" in out
+    assert "not a registry name" not in out and "llm-mde-small" in out and "without published weights" in out
 
 
 def test_models_command_lists_every_accepted_name():
