@@ -26,6 +26,7 @@ COMMANDS = {
     "models": ("models", "list registry models and where their weights go"),
     "bag": ("bag", "depth for recorded rosbag2 bags (MCAP, sqlite3); many bags as Ray tasks"),
     "doctor": ("doctor", "report GPU/CUDA/TensorRT/ONNX Runtime/torch, fidelity and bare vs pipeline speed"),
+    "download": ("download", "fetch a registry model's official weights (licence shown first)"),
 }
 
 

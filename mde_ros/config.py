@@ -22,6 +22,7 @@ RELIABILITIES = ("best_effort", "reliable", "system_default")
 SCALE_MODES = ("none", "fixed", "intrinsics", "trajectory", "sparse")
 POSE_TYPES = ("odom", "pose")
 IMAGE_TRANSPORTS = ("raw", "compressed")
+PREPROCESS_MODES = ("fast", "reference")
 
 IDENTITY_TRANSLATION = (0.0, 0.0, 0.0)
 IDENTITY_ROTATION = (0.0, 0.0, 0.0, 1.0)  # quaternion x, y, z, w
@@ -41,6 +42,7 @@ class ModelConfig:
     engine_dir: str = ""  # "" = the default cache folder
     threads: int = 0  # 0 = runtime default
     input_size: int = 0  # 0 = the model's default
+    preprocess: str = _choice("fast", PREPROCESS_MODES)
 
 
 @dataclass(frozen=True)

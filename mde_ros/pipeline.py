@@ -16,7 +16,14 @@ from .geometry.intrinsics import CameraIntrinsics
 from .geometry.pointcloud import backproject
 from .inference.base import Backend
 from .models.spec import DISPARITY
-from .processing import Preprocessor, metric_depth, relative_depth_from_disparity, resize_prediction
+from .processing import (
+    Preprocessor,
+    metric_depth,
+    relative_depth_from_disparity,
+    resize_mask,
+    resize_prediction,
+    split_sky,
+)
 from .scale.base import METRIC, RELATIVE, ScaleEstimator, ScaleInput, ScaleState
 
 PromptFn = Callable[[np.ndarray], np.ndarray]
@@ -60,11 +67,12 @@ class DepthPipeline:
         scale: ScaleEstimator | None = None,
         prompt_fn: PromptFn | None = None,
         depth_max: float = 0.0,
+        preprocess: str = "fast",
     ) -> None:
         self.backend = backend
         self.spec = backend.spec
         self.input_size = input_size or self.spec.default_input_size
-        self.preprocess = Preprocessor(self.spec, self.input_size)
+        self.preprocess = Preprocessor(self.spec, self.input_size, preprocess)
         self.scale = scale or ScaleEstimator()
         if self.spec.needs_prompt and prompt_fn is None:
             from .models.prompts import prompt_fn_for
@@ -85,7 +93,10 @@ class DepthPipeline:
                 f"but the image is {width}x{height}"
             )
         # GPU backends pre/post-process on their device (the frame crosses the bus once).
-        on_device = None if self.prompt_fn else self.backend.predict_frame(frame.rgb, self.input_size)
+        # Prompted, sky-splitting and reference-preprocessing models keep the host path.
+        host_only = self.prompt_fn or self.spec.sky or self.preprocess.mode == "reference"
+        on_device = None if host_only else self.backend.predict_frame(frame.rgb, self.input_size)
+        sky = None
         if on_device is not None:
             prediction, net_size = on_device
             timings["inference"] = lap_ms(start)  # pre + network + output resize, on the device
@@ -100,7 +111,9 @@ class DepthPipeline:
             timings["inference"] = lap_ms(mark)
 
             mark = time.perf_counter()
-            prediction = resize_prediction(raw[0], height, width)
+            network_map, sky = split_sky(raw[0], self.spec)
+            reference = self.preprocess.mode == "reference"
+            prediction = resize_prediction(network_map, height, width, align_corners=reference)
             net_size = pixels.shape[2:]
         base = self._metric_base(prediction, frame.intrinsics, net_size)
         state = self.scale.update(
@@ -109,6 +122,8 @@ class DepthPipeline:
         depth, metric = self._to_depth(prediction, state, base)
         if metric and self.depth_max > 0:
             depth[depth > self.depth_max] = np.inf
+        if sky is not None:  # REP 118: beyond range is +Inf, not a made-up depth
+            depth[resize_mask(sky, height, width)] = np.inf
         timings["postprocess"] = lap_ms(mark)
 
         points = None
@@ -125,9 +140,9 @@ class DepthPipeline:
         """Metric models: metres before any scale correction (None for relative models)."""
         if self.spec.convention == DISPARITY:
             return None
-        # The network saw the resized image, so its focal length is fx * resize factor.
-        fx_net = intrinsics.fx * net_size[1] / intrinsics.width if intrinsics else None
-        return metric_depth(prediction, self.spec, fx_net).astype(np.float32, copy=True)
+        return metric_depth(prediction, self.spec, network_focal(intrinsics, net_size)).astype(
+            np.float32, copy=True
+        )
 
     def _to_depth(
         self, prediction: np.ndarray, state: ScaleState, base: np.ndarray | None
@@ -150,6 +165,19 @@ class DepthPipeline:
 
     def close(self) -> None:
         self.backend.close()
+
+
+def network_focal(intrinsics: CameraIntrinsics | None, net_size: tuple[int, int]) -> float | None:
+    """Focal length in pixels of the image the network saw: (fx, fy) times the resize factors, averaged.
+
+    The mean of fx and fy follows the DA3 authors' formula (README "Monocular Metric Depth": focal is
+    the average of fx and fy); for square pixels it is fx * resize factor.
+    """
+    if intrinsics is None:
+        return None
+    fx = intrinsics.fx * net_size[1] / intrinsics.width
+    fy = intrinsics.fy * net_size[0] / intrinsics.height
+    return 0.5 * (fx + fy)
 
 
 def lap_ms(start: float) -> float:

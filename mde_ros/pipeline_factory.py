@@ -23,4 +23,6 @@ def build_pipeline(settings: NodeConfig, scale: ScaleEstimator) -> DepthPipeline
         engine_dir=engine_dir,
         input_size=m.input_size or None,
     )
-    return DepthPipeline(backend, m.input_size or None, scale=scale, depth_max=settings.depth.max)
+    return DepthPipeline(
+        backend, m.input_size or None, scale=scale, depth_max=settings.depth.max, preprocess=m.preprocess
+    )

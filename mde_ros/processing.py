@@ -2,20 +2,33 @@
 
 from __future__ import annotations
 
+import math
+
 import cv2
 import numpy as np
 
-from .models.spec import METRIC, METRIC_CANONICAL, ModelSpec
+from .config import PREPROCESS_MODES
+from .models.spec import DISPARITY, METRIC, METRIC_CANONICAL, ModelSpec
+
+# `preprocess` choices: `fast` rounds each side to the nearest multiple (aspect closest to the
+# image) and resizes uint8; `reference` reproduces Depth Anything's published recipe: `lower_bound`
+# rounding, cubic resize of the float image, and the output resized back with align_corners=True.
 
 
-def network_size(height: int, width: int, short_side: int, multiple: int) -> tuple[int, int]:
+def network_size(
+    height: int, width: int, short_side: int, multiple: int, rounding: str = "nearest"
+) -> tuple[int, int]:
     """Network input (height, width): aspect ratio kept, short side ~`short_side`, multiples of `multiple`.
 
     Never a fixed square: stretching a 4:3 image to 518x518 distorts the geometry the depth
-    network sees.
+    network sees. `rounding="lower_bound"` is the Depth Anything V1/V2 rule (`Resize(...,
+    keep_aspect_ratio=True, ensure_multiple_of=14, resize_method="lower_bound")`): both sides at
+    least `short_side`, each rounded to the nearest multiple unless that falls below it.
     """
     if height <= 0 or width <= 0:
         raise ValueError(f"image size must be positive, got {width}x{height}")
+    if rounding == "lower_bound":
+        return _lower_bound_size(height, width, short_side, multiple)
     short_side = max(multiple, round(short_side / multiple) * multiple)
     scale = short_side / min(height, width)
 
@@ -27,6 +40,16 @@ def network_size(height: int, width: int, short_side: int, multiple: int) -> tup
     return snap(height * scale), short_side
 
 
+def _lower_bound_size(height: int, width: int, target: int, multiple: int) -> tuple[int, int]:
+    scale = max(target / height, target / width)
+
+    def constrain(value: float) -> int:
+        snapped = round(value / multiple) * multiple  # Python round: half to even, like np.round
+        return snapped if snapped >= target else math.ceil(value / multiple) * multiple
+
+    return constrain(height * scale), constrain(width * scale)
+
+
 class Preprocessor:
     """RGB uint8 HxWx3 -> normalised float32 [1,3,h,w], reusing one output buffer per size.
 
@@ -36,9 +59,12 @@ class Preprocessor:
     -> 518x686 than a per-pixel normalise, same values to float rounding).
     """
 
-    def __init__(self, spec: ModelSpec, short_side: int) -> None:
+    def __init__(self, spec: ModelSpec, short_side: int, mode: str = "fast") -> None:
+        if mode not in PREPROCESS_MODES:
+            raise ValueError(f"preprocess must be one of {', '.join(PREPROCESS_MODES)} (got {mode!r})")
         self.spec = spec
         self.short_side = short_side
+        self.mode = mode
         std = np.asarray(spec.std, np.float32)
         # x_norm = (x/255 - mean)/std = x * gain + bias, one fused multiply-add per channel.
         self._gain = (1.0 / (255.0 * std)).astype(np.float32)
@@ -46,9 +72,12 @@ class Preprocessor:
         self._buffer: np.ndarray | None = None
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
-        return network_size(height, width, self.short_side, self.spec.patch_multiple)
+        rounding = "lower_bound" if self.mode == "reference" else "nearest"
+        return network_size(height, width, self.short_side, self.spec.patch_multiple, rounding)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
+        if self.mode == "reference":
+            return self._reference(rgb)
         net_h, net_w = self.input_size(*rgb.shape[:2])
         resized = cv2.resize(rgb, (net_w, net_h), interpolation=cv2.INTER_CUBIC)
         if self._buffer is None or self._buffer.shape[2:] != (net_h, net_w):
@@ -59,13 +88,67 @@ class Preprocessor:
             out += self._bias[channel]
         return self._buffer
 
+    def _reference(self, rgb: np.ndarray) -> np.ndarray:
+        """The published recipe: float image in [0, 1], cubic resize, (x - mean) / std."""
+        net_h, net_w = self.input_size(*rgb.shape[:2])
+        resized = cv2.resize(rgb.astype(np.float32) / 255.0, (net_w, net_h), interpolation=cv2.INTER_CUBIC)
+        mean, std = np.asarray(self.spec.mean, np.float32), np.asarray(self.spec.std, np.float32)
+        normalised = (resized - mean) / std
+        return np.ascontiguousarray(normalised.transpose(2, 0, 1)[None], dtype=np.float32)
 
-def resize_prediction(prediction: np.ndarray, height: int, width: int) -> np.ndarray:
-    """Network output [h,w] (or [1,h,w]) back to the image size, bilinear, float32."""
+
+def resize_prediction(
+    prediction: np.ndarray, height: int, width: int, align_corners: bool = False
+) -> np.ndarray:
+    """Network output [h,w] (or [1,h,w]) back to the image size, bilinear, float32.
+
+    `align_corners=True` maps corner pixel centres onto each other, as the Depth Anything
+    reference does (`F.interpolate(..., mode="bilinear", align_corners=True)`).
+    """
     prediction = np.asarray(prediction, np.float32).reshape(prediction.shape[-2:])
     if prediction.shape == (height, width):
         return prediction
+    if align_corners:
+        return _bilinear_align_corners(prediction, height, width)
     return cv2.resize(prediction, (width, height), interpolation=cv2.INTER_LINEAR)
+
+
+def _bilinear_align_corners(image: np.ndarray, height: int, width: int) -> np.ndarray:
+    def taps(n_in: int, n_out: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        position = np.linspace(0.0, n_in - 1, n_out) if n_out > 1 else np.zeros(1)
+        low = np.minimum(np.floor(position).astype(np.int64), max(n_in - 2, 0))
+        high = np.minimum(low + 1, n_in - 1)
+        return low, high, (position - low).astype(np.float32)
+
+    y0, y1, wy = taps(image.shape[0], height)
+    x0, x1, wx = taps(image.shape[1], width)
+    rows = image[y0] * (1 - wy)[:, None] + image[y1] * wy[:, None]
+    return (rows[:, x0] * (1 - wx) + rows[:, x1] * wx).astype(np.float32)
+
+
+def split_sky(prediction: np.ndarray, spec: ModelSpec) -> tuple[np.ndarray, np.ndarray | None]:
+    """(network output safe to interpolate, sky mask at network size or None).
+
+    Models with a sky head mark sky in their output (+Inf for metric, 0 for disparity); +Inf must
+    not enter the bilinear resize, so it is replaced by the largest finite value.
+    """
+    prediction = np.asarray(prediction, np.float32).reshape(prediction.shape[-2:])
+    if not spec.sky:
+        return prediction, None
+    if spec.convention == DISPARITY:
+        return prediction, prediction <= 0
+    sky = ~np.isfinite(prediction)
+    if sky.any():
+        finite = prediction[~sky]
+        prediction = np.where(sky, finite.max() if finite.size else 0.0, prediction).astype(np.float32)
+    return prediction, sky
+
+
+def resize_mask(mask: np.ndarray, height: int, width: int) -> np.ndarray:
+    """A boolean mask at network size -> image size (nearest neighbour)."""
+    if mask.shape == (height, width):
+        return mask
+    return cv2.resize(mask.astype(np.uint8), (width, height), interpolation=cv2.INTER_NEAREST).astype(bool)
 
 
 def sample_percentiles(image: np.ndarray, percentiles: list[float], step: int = 4) -> list[float] | None:

@@ -134,6 +134,8 @@ def test_models_and_build_engine_commands(tiny_onnx, capsys, tmp_path, monkeypat
 
     monkeypatch.setenv("MDE_ROS_WEIGHTS", str(tmp_path))
     assert _run_command(models, []) == 0
+    assert "mde-ros download depth-anything-v2-metric-indoor-small" in capsys.readouterr().out
+    assert _run_command(models, ["--verbose-urls"]) == 0
     out = capsys.readouterr().out
     assert "depth_anything_v2_metric_hypersim_vits.pth" in out
     assert "https://huggingface.co/depth-anything/Depth-Anything-V2-Metric-VKITTI-Small" in out

@@ -14,7 +14,7 @@ from mde_ros.errors import ModelNotFoundError
 from mde_ros.models.checkpoints import hf_to_original
 from mde_ros.models.export import compare_onnx, export_onnx, quantize_int8, read_metadata
 from mde_ros.models.onnx_contract import read_spec
-from mde_ros.models.registry import REGISTRY, register
+from mde_ros.models.registry import REGISTRY
 from mde_ros.models.resolve import resolve_onnx
 from mde_ros.models.testing import tiny_depth_anything_spec
 from mde_ros.models.torch_models import build_depth_anything, depth_module
@@ -65,39 +65,34 @@ def test_int8_quantizes_matmul_only_and_keeps_metadata(tmp_path, tiny_onnx):
     assert 0 < error["rel_l1"] < 0.2
 
 
-def _tiny_registered(tmp_path, name="tiny-resolve-test"):
+def _tiny_registered(monkeypatch, name="tiny-resolve-test"):
     spec = tiny_depth_anything_spec()
-    spec = register(type(spec)(**{**spec.__dict__, "name": name, "checkpoint_files": ("tiny.pth",)}))
+    spec = type(spec)(**{**spec.__dict__, "name": name, "checkpoint_files": ("tiny.pth",)})
+    monkeypatch.setitem(REGISTRY, name, spec)  # a test-only entry, gone after the test
     model = build_depth_anything(spec, seed=2)
     original = hf_to_original(model.state_dict(), spec.config["backbone_config"]["num_hidden_layers"])
     return spec, model, original
 
 
 def test_resolve_registry_name_exports_once(tmp_path, monkeypatch):
-    spec, model, original = _tiny_registered(tmp_path)
-    try:
-        monkeypatch.setenv("MDE_ROS_WEIGHTS", str(tmp_path / "weights"))
-        with pytest.raises(ModelNotFoundError, match=r"tiny\.pth.*Download once"):
-            resolve_onnx(spec.name, tmp_path / "engines")
-        (tmp_path / "weights" / spec.name).mkdir(parents=True)
-        torch.save(original, tmp_path / "weights" / spec.name / "tiny.pth")
-        first = resolve_onnx(spec.name, tmp_path / "engines")
-        assert first.parent == tmp_path / "engines" and first.name.startswith(f"{spec.name}-")
-        mtime = first.stat().st_mtime_ns
-        assert resolve_onnx(spec.name, tmp_path / "engines") == first
-        assert first.stat().st_mtime_ns == mtime  # cached, not re-exported
-        # `name:path` form, same checkpoint -> same cached file
-        assert (
-            resolve_onnx(f"{spec.name}:{tmp_path}/weights/{spec.name}/tiny.pth", tmp_path / "engines")
-            == first
-        )
-        assert "mde_ros.source" in read_metadata(first)
-        (out,) = _session(first).run(None, {"pixel_values": np.zeros((1, 3, 28, 42), np.float32)})
-        with torch.no_grad():
-            expected = depth_module(model)(torch.zeros(1, 3, 28, 42)).numpy()
-        assert _rel_error(out, expected) <= 1e-4
-    finally:
-        REGISTRY.pop(spec.name, None)
+    spec, model, original = _tiny_registered(monkeypatch)
+    monkeypatch.setenv("MDE_ROS_WEIGHTS", str(tmp_path / "weights"))
+    with pytest.raises(ModelNotFoundError, match=r"tiny\.pth.*Download once"):
+        resolve_onnx(spec.name, tmp_path / "engines")
+    (tmp_path / "weights" / spec.name).mkdir(parents=True)
+    torch.save(original, tmp_path / "weights" / spec.name / "tiny.pth")
+    first = resolve_onnx(spec.name, tmp_path / "engines")
+    assert first.parent == tmp_path / "engines" and first.name.startswith(f"{spec.name}-")
+    mtime = first.stat().st_mtime_ns
+    assert resolve_onnx(spec.name, tmp_path / "engines") == first
+    assert first.stat().st_mtime_ns == mtime  # cached, not re-exported
+    # `name:path` form, same checkpoint -> same cached file
+    assert resolve_onnx(f"{spec.name}:{tmp_path}/weights/{spec.name}/tiny.pth", tmp_path / "engines") == first
+    assert "mde_ros.source" in read_metadata(first)
+    (out,) = _session(first).run(None, {"pixel_values": np.zeros((1, 3, 28, 42), np.float32)})
+    with torch.no_grad():
+        expected = depth_module(model)(torch.zeros(1, 3, 28, 42)).numpy()
+    assert _rel_error(out, expected) <= 1e-4
 
 
 def test_resolve_errors(tmp_path):

@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InvalidModelError, ModelNotFoundError
+from .da3_layout import DA3_VARIANTS
 from .registry import HF_FOLDER_REPOS, REGISTRY, get_spec
 from .spec import DISPARITY, METRIC, ModelSpec
 
@@ -37,6 +38,8 @@ _PTH_PATTERNS = (
     (re.compile(r"depth_anything_vit([sbl])14"), "depth-anything-v1-{}"),
 )
 _SIZES = {"s": "small", "b": "base", "l": "large"}
+# `model_name` in a DA3 folder's config.json (upstream PyTorchModelHubMixin) -> registry name.
+DA3_HUB_CONFIGS = {v.name: v.name for v in DA3_VARIANTS}
 
 
 class CheckpointMismatchError(InvalidModelError):
@@ -267,11 +270,22 @@ def read_torch_file(path: str | Path) -> dict[str, Any]:
     return {k.removeprefix("module."): v for k, v in state.items()}
 
 
+def load_da3(path: str | Path, spec: ModelSpec):
+    """A Depth Anything 3 model with the weights of the official `model.safetensors` (or a .pth)."""
+    from .da3 import build_da3, from_official
+
+    model = build_da3(spec)
+    load_state_dict_strict(model, from_official(read_torch_file(path)), path)
+    return model.eval()
+
+
 def load_pth(path: str | Path, spec: ModelSpec | None = None):
     """A `DepthAnythingForDepthEstimation` with the weights of an original `.pth` file."""
     from .torch_models import build_depth_anything
 
     spec = spec or spec_for_pth(path)
+    if spec.architecture == "da3":
+        return load_da3(path, spec)
     state = read_torch_file(path)
     model = build_depth_anything(spec)
     layers = spec.config["backbone_config"]["num_hidden_layers"]
@@ -302,6 +316,8 @@ def spec_for_hf_folder(folder: str | Path) -> ModelSpec:
         config = json.loads(config_path.read_text())
     except (OSError, json.JSONDecodeError) as exc:
         raise InvalidModelError(f"{config_path} is not valid JSON: {exc}") from exc
+    if config.get("model_name") in DA3_HUB_CONFIGS:  # DA3 folders: {"model_name": "da3-small"}
+        return get_spec(DA3_HUB_CONFIGS[config["model_name"]])
     if config.get("model_type") != "depth_anything":
         raise InvalidModelError(
             f"{config_path}: model_type is {config.get('model_type')!r}, expected 'depth_anything'"
@@ -345,6 +361,8 @@ def load_hf_folder(folder: str | Path, spec: ModelSpec | None = None):
 
     _, weights = hf_folder_files(folder)
     spec = spec or spec_for_hf_folder(folder)
+    if spec.architecture == "da3":
+        return load_da3(weights, spec)
     model = build_depth_anything(spec)
     load_state_dict_strict(model, read_torch_file(weights), weights)
     return model.eval()

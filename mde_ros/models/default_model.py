@@ -175,14 +175,3 @@ def _build_default_onnx(weights: Path, target: Path) -> None:
     log.info("exporting %s with torch (needs the [export] extra)", weights.name)
     model, spec = load_default_model(weights)
     export_onnx(model, spec, target)
-
-
-def _register_default() -> None:
-    """Registry entry `default` from the shipped weights' metadata (skipped when they are absent)."""
-    from .registry import REGISTRY, register
-
-    if DEFAULT_NAME not in REGISTRY and WEIGHTS_FILE.is_file():
-        register(shipped_spec(WEIGHTS_FILE))
-
-
-_register_default()

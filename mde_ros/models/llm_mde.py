@@ -19,7 +19,6 @@ from __future__ import annotations
 import itertools
 from typing import Any
 
-from .registry import REGISTRY, register
 from .spec import DISPARITY, ModelSpec
 
 VIT_LORA_TARGETS = ("q_proj", "v_proj")  # transformers 5 Dinov2/ViT attention projections
@@ -81,15 +80,6 @@ def tiny_llm_mde_spec(name: str = "random-tiny-llm-mde", lora_rank: int = 0) -> 
         lora_alpha=8,
     )
     return llm_mde_spec(name, config, prompt_length=16, description="random weights, for tests only")
-
-
-def _register_entries() -> None:
-    for spec in (
-        llm_mde_spec("llm-mde-small"),
-        llm_mde_spec("llm-mde-small-lora", {"lora_rank": 8}),
-    ):
-        if spec.name not in REGISTRY:
-            register(spec)
 
 
 def _build_classes():
@@ -288,6 +278,3 @@ def load_minilm():
 
     model = BertModel.from_pretrained(str(minilm_dir()), add_pooling_layer=False, attn_implementation="eager")
     return model.eval()
-
-
-_register_entries()

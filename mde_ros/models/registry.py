@@ -1,14 +1,54 @@
-"""Registry of known depth models.
+"""Registry of known depth models: one static table, built once, looked up by name.
 
-Each entry says how to build the network (transformers config kwargs), how to feed it and
-how to read its output. Weights are never downloaded at run time: a user fetches the official
-checkpoint once (see `weights_url` and the README) and points `model` at the local file or folder,
-or places it under the weights folder (`MDE_ROS_WEIGHTS`, default `~/.cache/mde_ros/weights/<name>/`).
+Every name the node's `model` parameter accepts is here: Depth Anything V1/V2/V3, LLM-MDE, and
+`default` (its spec is read from the shipped weights' header, no torch). Nothing registers itself
+on import and no module of `models/` imports this one back, so the table is the same in every
+process whatever was imported before.
+
+Each entry says how to build the network, how to feed it and read its output (`ModelSpec`), under
+which licence the publishers release the weights, and which files `mde-ros download NAME` fetches
+into the weights folder (`MDE_ROS_WEIGHTS`, default `~/.cache/mde_ros/weights/<name>/`). Weights are
+never downloaded implicitly.
 """
 
 from __future__ import annotations
 
-from .spec import DISPARITY, METRIC, ModelSpec
+from dataclasses import dataclass
+
+from .da3_layout import DA3_VARIANTS, da3_config
+from .default_model import WEIGHTS_FILE, shipped_spec
+from .llm_mde import llm_mde_spec
+from .spec import DISPARITY, METRIC, METRIC_CANONICAL, ModelSpec
+
+APACHE = "Apache-2.0"
+CC_BY_NC = "CC-BY-NC-4.0"
+PROJECT_LICENCE = "Apache-2.0 (mde_ros; frozen parts under their PyPI packages' licences)"
+# The publishers' listings give no hash we can read offline: such files are checked for size (when
+# the server sends Content-Length) and for format (zip/pickle .pth, safetensors header) instead.
+HASH_UNPUBLISHED = None
+
+
+@dataclass(frozen=True)
+class RemoteFile:
+    """One official file: where the publishers host it and what it must be."""
+
+    url: str
+    name: str  # file name under <weights>/<model name>/
+    sha256: str | None = HASH_UNPUBLISHED
+    size: int | None = None  # bytes, when the publishers' listing gives it
+
+
+@dataclass(frozen=True)
+class Entry:
+    spec: ModelSpec
+    licence: str
+    files: tuple[RemoteFile, ...] = ()
+    hf_folder_repo: str = ""  # transformers-format folder (config.json + model.safetensors), if any
+
+    @property
+    def non_commercial(self) -> bool:
+        return "NC" in self.licence
+
 
 # DINOv2 backbones (transformers Dinov2Config kwargs) and the DPT neck sizes paired with them.
 _BACKBONES = {
@@ -37,10 +77,13 @@ _SIZE_CODES = {"small": "s", "base": "b", "large": "l"}
 # scene -> (dataset in the original file name, dataset in the Hub repo name, max depth in metres)
 _METRIC_SETS = {"indoor": ("hypersim", "Hypersim", 20.0), "outdoor": ("vkitti", "VKITTI", 80.0)}
 _HUB = "https://huggingface.co"
+# Depth Anything V2: only Small is Apache-2.0; Base and Large are CC-BY-NC-4.0 (the model cards).
+_V2_LICENCE = {"small": APACHE, "base": CC_BY_NC, "large": CC_BY_NC}
 
-# Transformers-format folders (config.json + model.safetensors) published for each entry: an
-# alternative to the original `.pth` files, loaded with the same `model:` parameter (a folder path).
-HF_FOLDER_REPOS: dict[str, str] = {}
+
+def _hub_file(repo: str, name: str, folder: str = "") -> RemoteFile:
+    path = f"{folder}/{name}" if folder else name
+    return RemoteFile(url=f"{_HUB}/{repo}/resolve/main/{path}", name=name)
 
 
 def dinov2_backbone(size: str) -> dict:
@@ -59,7 +102,7 @@ def depth_anything_config(
         reshape_hidden_states=False,
         apply_layernorm=True,
     )
-    config = dict(
+    return dict(
         backbone_config=backbone,
         reassemble_hidden_size=backbone["hidden_size"],
         patch_size=14,
@@ -68,80 +111,140 @@ def depth_anything_config(
         max_depth=int(max_depth),
         **_NECKS[size],
     )
-    return config
 
 
-def _depth_anything_entries() -> list[ModelSpec]:
-    entries = []
-    for size, code in _SIZE_CODES.items():
-        title = size.title()
-        # V1: the original release is `depth_anything_vit{s,b,l}14.pth` (same `pretrained.*` /
-        # `depth_head.*` layout as V2); the transformers folders are `LiheYoung/depth-anything-*-hf`.
-        name = f"depth-anything-v1-{size}"
-        HF_FOLDER_REPOS[name] = f"LiheYoung/depth-anything-{size}-hf"
-        entries.append(
+def _v1_v2_entries(size: str) -> list[Entry]:
+    code, title = _SIZE_CODES[size], size.title()
+    # V1: the original release is `depth_anything_vit{s,b,l}14.pth` (same `pretrained.*` /
+    # `depth_head.*` layout as V2), published in the authors' Hugging Face space.
+    v1_file = f"depth_anything_vit{code}14.pth"
+    entries = [
+        Entry(
             ModelSpec(
-                name=name,
+                name=f"depth-anything-v1-{size}",
                 architecture="depth_anything",
                 convention=DISPARITY,
                 config=depth_anything_config("v1", size),
                 weights_url=f"{_HUB}/spaces/LiheYoung/Depth-Anything/tree/main/checkpoints",
-                checkpoint_files=(f"depth_anything_vit{code}14.pth",),
+                checkpoint_files=(v1_file,),
                 description=f"Depth Anything V1 {size}, relative (affine-invariant disparity)",
-            )
+            ),
+            licence=APACHE,
+            files=(_hub_file("spaces/LiheYoung/Depth-Anything", v1_file, "checkpoints"),),
+            hf_folder_repo=f"LiheYoung/depth-anything-{size}-hf",
         )
-        name = f"depth-anything-v2-{size}"
-        HF_FOLDER_REPOS[name] = f"depth-anything/Depth-Anything-V2-{title}-hf"
-        entries.append(
+    ]
+    v2_file, v2_repo = f"depth_anything_v2_vit{code}.pth", f"depth-anything/Depth-Anything-V2-{title}"
+    entries.append(
+        Entry(
             ModelSpec(
-                name=name,
+                name=f"depth-anything-v2-{size}",
                 architecture="depth_anything",
                 convention=DISPARITY,
                 config=depth_anything_config("v2", size),
-                weights_url=f"{_HUB}/depth-anything/Depth-Anything-V2-{title}",
-                checkpoint_files=(f"depth_anything_v2_vit{code}.pth",),
+                weights_url=f"{_HUB}/{v2_repo}",
+                checkpoint_files=(v2_file,),
                 description=f"Depth Anything V2 {size}, relative (affine-invariant disparity)",
-            )
+            ),
+            licence=_V2_LICENCE[size],
+            files=(_hub_file(v2_repo, v2_file),),
+            hf_folder_repo=f"{v2_repo}-hf",
         )
-        for scene, (dataset, hub_dataset, max_depth) in _METRIC_SETS.items():
-            name = f"depth-anything-v2-metric-{scene}-{size}"
-            HF_FOLDER_REPOS[name] = f"depth-anything/Depth-Anything-V2-Metric-{scene.title()}-{title}-hf"
-            entries.append(
+    )
+    for scene, (dataset, hub_dataset, max_depth) in _METRIC_SETS.items():
+        file_name = f"depth_anything_v2_metric_{dataset}_vit{code}.pth"
+        repo = f"depth-anything/Depth-Anything-V2-Metric-{hub_dataset}-{title}"
+        entries.append(
+            Entry(
                 ModelSpec(
-                    name=name,
+                    name=f"depth-anything-v2-metric-{scene}-{size}",
                     architecture="depth_anything",
                     convention=METRIC,
                     max_depth=int(max_depth),
                     config=depth_anything_config("v2", size, "metric", max_depth),
-                    weights_url=f"{_HUB}/depth-anything/Depth-Anything-V2-Metric-{hub_dataset}-{title}",
-                    checkpoint_files=(f"depth_anything_v2_metric_{dataset}_vit{code}.pth",),
+                    weights_url=f"{_HUB}/{repo}",
+                    checkpoint_files=(file_name,),
                     description=(
                         f"Depth Anything V2 {size}, metric {scene} ({dataset}, sigmoid x {max_depth:g} m)"
                     ),
-                )
+                ),
+                licence=_V2_LICENCE[size],
+                files=(_hub_file(repo, file_name),),
+                hf_folder_repo=f"depth-anything/Depth-Anything-V2-Metric-{scene.title()}-{title}-hf",
             )
+        )
     return entries
 
 
-REGISTRY: dict[str, ModelSpec] = {spec.name: spec for spec in _depth_anything_entries()}
+def _da3_entries() -> list[Entry]:
+    """Depth Anything 3 monocular use: one image in, depth out (camera heads loaded, not run)."""
+    entries = []
+    for variant in DA3_VARIANTS:
+        repo = f"depth-anything/{variant.hub_name}"
+        metric = variant.metric
+        spec = ModelSpec(
+            name=variant.name,
+            architecture="da3",
+            # Relative DA3 models predict depth up to scale; the graph outputs its inverse, which is
+            # a disparity with zero shift, so every relative-depth path of the pipeline applies.
+            convention=METRIC_CANONICAL if metric else DISPARITY,
+            # DA3 README "Monocular Metric Depth": metres = focal * net_output / 300 (also
+            # utils/alignment.py apply_metric_scaling, scale_factor=300, focal = mean of fx, fy).
+            canonical_focal=300.0 if metric else None,
+            config=da3_config(variant),
+            sky=variant.sky,
+            weights_url=f"{_HUB}/{repo}",
+            checkpoint_files=("model.safetensors",),
+            description=variant.description,
+        )
+        files = (_hub_file(repo, "model.safetensors"), _hub_file(repo, "config.json"))
+        entries.append(Entry(spec, licence=variant.licence, files=files))
+    return entries
 
 
-def register(spec: ModelSpec) -> ModelSpec:
-    """Add (or replace) a registry entry; used by the LLM-MDE module and tests."""
-    REGISTRY[spec.name] = spec
-    return spec
+def _llm_mde_entries() -> list[Entry]:
+    return [
+        Entry(llm_mde_spec("llm-mde-small"), licence=PROJECT_LICENCE),
+        Entry(llm_mde_spec("llm-mde-small-lora", {"lora_rank": 8}), licence=PROJECT_LICENCE),
+    ]
+
+
+def _default_entries() -> list[Entry]:
+    """`default`: the spec stored in the shipped weights' header (absent only in a broken install)."""
+    if not WEIGHTS_FILE.is_file():
+        return []
+    return [Entry(shipped_spec(WEIGHTS_FILE), licence=PROJECT_LICENCE)]
+
+
+def _build() -> dict[str, Entry]:
+    entries = _default_entries()
+    for size in _SIZE_CODES:
+        entries += _v1_v2_entries(size)
+    entries += _da3_entries() + _llm_mde_entries()
+    table = {entry.spec.name: entry for entry in entries}
+    if len(table) != len(entries):
+        raise RuntimeError("duplicate registry names")
+    return table
+
+
+ENTRIES: dict[str, Entry] = _build()
+# name -> ModelSpec: what the rest of the package reads.
+REGISTRY: dict[str, ModelSpec] = {name: entry.spec for name, entry in ENTRIES.items()}
+# Transformers-format folders published for some entries: an alternative to the original files.
+HF_FOLDER_REPOS: dict[str, str] = {n: e.hf_folder_repo for n, e in ENTRIES.items() if e.hf_folder_repo}
+
+
+def names() -> list[str]:
+    """Every name the `model` parameter accepts as a registry name, sorted."""
+    return sorted(REGISTRY)
+
+
+def get_entry(name: str) -> Entry:
+    try:
+        return ENTRIES[name]
+    except KeyError:
+        raise KeyError(f"unknown model {name!r}; registry names: {', '.join(names())}") from None
 
 
 def get_spec(name: str) -> ModelSpec:
-    if name not in REGISTRY:
-        _register_optional_entries()
-    try:
-        return REGISTRY[name]
-    except KeyError:
-        known = ", ".join(sorted(REGISTRY))
-        raise KeyError(f"unknown model {name!r}; registry names: {known}") from None
-
-
-def _register_optional_entries() -> None:
-    """LLM-MDE entries and `default` register themselves on import (kept out of the cheap import path)."""
-    from . import default_model, llm_mde  # noqa: F401
+    return get_entry(name).spec

@@ -66,13 +66,19 @@ def find_weights(spec: ModelSpec) -> Path:
             return folder / file_name
     if (folder / HF_CONFIG).is_file() and any((folder / w).is_file() for w in HF_WEIGHTS):
         return folder
+    if not spec.checkpoint_files:
+        raise ModelNotFoundError(
+            f"{spec.name} is a registry architecture without published weights: train it "
+            f"(`mde-ros train`) and pass the exported .onnx, or a checkpoint as `{spec.name}:/path`"
+        )
     hf_repo = hf_folder_repo(spec)
     alternative = (
         f" or {HF_CONFIG} + {HF_WEIGHTS[0]} from https://huggingface.co/{hf_repo}" if hf_repo else ""
     )
     raise ModelNotFoundError(
         f"no weights for {spec.name}: expected {folder / (spec.checkpoint_files or ('?',))[0]}"
-        f"{alternative}. Download once from {spec.weights_url} on a machine with internet and copy the "
+        f"{alternative}. `mde-ros download {spec.name}` fetches it (user-invoked, never automatic). "
+        f"Download once from {spec.weights_url} on a machine with internet and copy the "
         f"file there (or set {ENV_WEIGHTS}, or pass the path as `model`)."
     )
 

@@ -46,6 +46,9 @@ class ModelSpec:
     max_depth: float | None = None  # metric models: sigmoid x max_depth (metres)
     canonical_focal: float | None = None  # metric_canonical: focal length of the output, pixels
     prompt_length: int = 0  # LLM-MDE: length of `prompt_ids`
+    # The graph marks sky pixels in `predicted_depth`: +Inf (metric) or 0 (disparity); the pipeline
+    # publishes them as +Inf (REP 118: beyond range), never as a made-up depth.
+    sky: bool = False
     # Architecture hyper-parameters (transformers config kwargs) used to build the torch model.
     config: dict[str, Any] = field(default_factory=dict)
     # Where a user gets the official weights, once, on a machine with internet.

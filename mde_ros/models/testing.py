@@ -124,3 +124,39 @@ def export_oracle_disparity_onnx(path: str | Path, channels: int = 1) -> Path:
     onnx.checker.check_model(model, full_check=True)
     onnx.save(model, str(path))
     return path
+
+
+def reduced_da3_spec(name: str, depth: int) -> ModelSpec:
+    """A registry DA3 layout with every width exact but only `depth` transformer blocks.
+
+    The four DPT taps become the last four blocks; an any-view layout keeps its camera token,
+    QK-norm, RoPE and local/global alternation from block `depth - 4` on (taps on both kinds).
+    """
+    import dataclasses
+
+    base = get_spec(name)
+    config = copy.deepcopy(base.config)
+    taps = list(range(depth - 4, depth))
+    config.update(depth=depth, out_layers=taps)
+    if config["alt_start"] != -1:
+        config.update(alt_start=taps[0], qknorm_start=taps[0], rope_start=taps[0])
+    return dataclasses.replace(
+        base, name=f"random-{name}-depth{depth}", config=config, description="random weights, for tests only"
+    )
+
+
+def tiny_da3_spec(name: str = "da3-small") -> ModelSpec:
+    """A DA3 registry layout shrunk to ~0.3 M parameters (same graph: camera token, QK-norm, RoPE,
+    local/global blocks, DualDPT or DPT + sky), for fast pipeline tests. Not the official widths."""
+    import dataclasses
+
+    base = get_spec(name)
+    config = copy.deepcopy(base.config)
+    any_view = config["alt_start"] != -1
+    config.update(embed_dim=48, depth=6, num_heads=2, out_layers=[2, 3, 4, 5], features=16)
+    config.update(out_channels=[8, 16, 24, 32], head_dim_in=96 if any_view else 48, cam_dim=48)
+    if any_view:
+        config.update(alt_start=2, qknorm_start=2, rope_start=2)
+    return dataclasses.replace(
+        base, name=f"random-tiny-{name}", config=config, description="random weights, for tests only"
+    )

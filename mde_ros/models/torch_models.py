@@ -29,6 +29,10 @@ def build_torch_model(spec: ModelSpec, seed: int | None = None):
         from .llm_mde import build_llm_mde
 
         return build_llm_mde(spec, seed)
+    if spec.architecture == "da3":
+        from .da3 import build_da3
+
+        return build_da3(spec, seed)
     raise ValueError(f"unknown architecture {spec.architecture!r}")
 
 
@@ -41,7 +45,7 @@ def depth_module(model):
     import torch
     from torch import nn
 
-    if hasattr(model, "onnx_forward"):  # LLM-MDE provides its own contract-level forward
+    if hasattr(model, "onnx_forward"):  # LLM-MDE and DA3 provide their own contract-level forward
         return model
 
     class DepthAnythingContract(nn.Module):

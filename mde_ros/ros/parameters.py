@@ -103,6 +103,11 @@ DOCS: dict[str, Doc] = {
         _R,
         int_range=(0, 4096),
     ),
+    "preprocess": Doc(
+        "Input resize: fast (nearest multiple of the patch, uint8 cubic) or reference (Depth Anything's "
+        "recipe: lower_bound rounding, float cubic resize, align_corners output resize).",
+        _R,
+    ),
     "points.enabled": Doc("Publish depth/points."),
     "points.stride": Doc(
         "Keep every N-th row and column of the cloud (1 = full, organized).", int_range=(1, 64)
