@@ -5,13 +5,15 @@ from __future__ import annotations
 import argparse
 import sys
 
+EXAMPLES = """examples:
+  mde-ros download da3metric-large
+  mde-ros download depth-anything-v2-large --yes          # CC-BY-NC: accept the licence up front
+  mde-ros download depth-anything-v2-small                # into $MDE_ROS_WEIGHTS when it is set
+"""
+
 
 def configure(parser: argparse.ArgumentParser) -> None:
-    parser.epilog = (
-        "examples:\n  mde-ros download da3metric-large\n  mde-ros download depth-anything-v2-large --yes\n"
-        "  MDE_ROS_WEIGHTS=/data/weights mde-ros download depth-anything-v2-small"
-    )
-    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.epilog = EXAMPLES
     parser.add_argument("name", help="registry name (see `mde-ros models`)")
     parser.add_argument(
         "--yes",
