@@ -180,3 +180,20 @@ def test_intrinsics_metric_model_ground_check():
     state = estimator.update(ScaleInput(short, frame.rgb, frame.intrinsics, 0.0, "metric", short))
     assert state.status == METRIC and state.shift == 0.0
     assert state.scale == pytest.approx(1 / 0.8, rel=0.01)
+
+
+def test_eval_scale_runs_the_network_next_to_perfect_depth_and_the_oracle(tiny_onnx, capsys):
+    """`mde-ros eval-scale --model` on real castel frames through ONNX Runtime: three rows per mode."""
+    from mde_ros.cli import main
+
+    visp_or_skip()
+    args = ["eval-scale", "--model", tiny_onnx, "--sequence", "castel", "--frames", "4", "--input-size", "56"]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {tuple(line.split()[:3]) for line in lines[1:]}
+    assert {
+        ("castel", "sparse", "simulated"),
+        ("castel", "sparse", "network"),
+        ("castel", "-", "oracle"),
+    } == rows
+    assert "jitter" in lines[0] and "to metric" in lines[0] and "depth err" in lines[0]
