@@ -9,7 +9,14 @@ import pytest
 from scale_data import evo_data, read_tum, visp_or_skip
 
 from mde_ros.scale.base import HOLDING, METRIC, RELATIVE, ScaleInput
-from mde_ros.scale.evaluate import TRUE_SCALE, ground_scene, jitter, run_sequence, simulate_relative
+from mde_ros.scale.evaluate import (
+    TRUE_SCALE,
+    TRUE_SHIFT,
+    ground_scene,
+    jitter,
+    run_sequence,
+    simulate_relative,
+)
 from mde_ros.scale.factory import create_estimator
 from mde_ros.scale.trajectory import PoseBuffer
 from mde_ros.scale.transforms import invert, matrix_to_quat, quat_to_matrix
@@ -197,3 +204,24 @@ def test_eval_scale_runs_the_network_next_to_perfect_depth_and_the_oracle(tiny_o
         ("castel", "-", "oracle"),
     } == rows
     assert "jitter" in lines[0] and "to metric" in lines[0] and "depth err" in lines[0]
+
+
+def test_trajectory_follows_the_network_while_the_camera_stands_still(castle_simu):
+    """No baseline to triangulate: the last triangulated points, moved with the pose, keep the scale
+    following the network's drifting affine map instead of holding a stale pair."""
+    rng = np.random.default_rng(5)
+    estimator = create_estimator({"mode": "trajectory"})
+    assert run_sequence(estimator, castle_simu, rng).states[-1].status == METRIC
+    # the camera goes back to where the current keyframe was taken and stands there
+    poses = [invert(f.pose_cam_obj) for f in castle_simu]
+    k = int(np.argmin([np.linalg.norm(p[:3, 3] - estimator.keyframe.pose[:3, 3]) for p in poses]))
+    frame, pose = castle_simu[k], poses[k]
+    start = len(castle_simu)
+    for i in range(15):  # the network's affine map grows 1 %/frame meanwhile
+        stamp = (start + i) / 30
+        estimator.add_pose(stamp, pose[:3, 3], matrix_to_quat(pose[:3, :3]))
+        drift = math.exp(0.01 * (i + 1))
+        disparity = simulate_relative(frame.depth, rng, 0.01, TRUE_SCALE * drift, TRUE_SHIFT * drift)
+        state = estimator.update(ScaleInput(disparity, frame.rgb, frame.intrinsics, stamp, "disparity"))
+        assert state.status == METRIC and "tracked landmarks" in state.message, state.message
+    assert np.nanmedian(state.disparity_to_depth(disparity) / frame.depth) == pytest.approx(1.0, abs=0.02)

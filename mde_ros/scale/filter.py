@@ -33,6 +33,7 @@ from .base import HOLDING, METRIC, RELATIVE, ScaleEstimator, ScaleInput, ScaleSt
 
 NOMINAL_FRAME_PERIOD = 1.0 / 30.0  # used when stamps do not advance (files, tests)
 MIN_LOG_STD = 2e-3  # no fit is trusted more than this: one over-confident fit cannot freeze the filter
+HUBER_AFTER = 5  # measurements before the Huber clamp: its spread estimate needs a few
 DRIFT_RATE = 0.2  # weight of the newest innovation in the learnt drift of the network's affine map
 
 
@@ -129,15 +130,17 @@ class ScaleFilter:
             gain = max(gain, 1.0 - math.exp(-dt / self.time_constant))
         else:
             gain = 1.0
+        if (
+            self.count >= HUBER_AFTER and innovation != 0.0
+        ):  # Huber clamp: an odd measurement moves it only so far
+            limit = max(3.0 * math.sqrt(self.variance), 0.02)
+            gain *= min(1.0, limit / abs(innovation))
+            innovation = min(max(innovation, -limit), limit)
         # Drift: the part of the innovations that neither the measurement nor the estimate explain,
         # averaged over ~1/DRIFT_RATE frames and counted only beyond that average's own noise
         # (about half the expected innovation variance), so noise alone does not open the gain.
         expected = noise + self.level_variance
         self.drift += DRIFT_RATE * ((innovation**2 - expected) / dt - self.drift)
-        if self.count >= 5 and innovation != 0.0:  # Huber clamp: one odd measurement moves it only so far
-            limit = max(3.0 * math.sqrt(self.variance), 0.02)
-            gain *= min(1.0, limit / abs(innovation))
-            innovation = min(max(innovation, -limit), limit)
         self.variance += DRIFT_RATE * (innovation**2 - self.variance)
         self.level_variance = (1.0 - gain) ** 2 * prior + gain**2 * noise
         return gain, innovation

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_FIT_POINTS = 6
+MAX_INLIER_BAND = 0.25  # relative depth error beyond which a point is an outlier, however poor the model
 
 
 @dataclass
@@ -76,6 +77,19 @@ def huber_affine_fit(
     return s, t, weights, cov
 
 
+def _inlier_band(residual: np.ndarray, threshold: float) -> float:
+    """Inlier band of the final fit: `threshold`, widened to 3 robust sigmas of all residuals.
+
+    A real network's relative depth is not exactly affine in inverse depth: its residuals spread
+    wider than a sensor's noise. Fitting only the tight subset inside `threshold` then locks the
+    scale onto whichever surface the network got best in this frame, and that choice changes from
+    frame to frame (jitter); the widened band fits the scene as a whole. Gross outliers (a factor
+    off) stay outside: the band is capped at MAX_INLIER_BAND.
+    """
+    sigma = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    return min(max(threshold, 3.0 * sigma), MAX_INLIER_BAND)
+
+
 def ransac_affine(
     d: np.ndarray,
     z: np.ndarray,
@@ -113,10 +127,11 @@ def ransac_affine(
     s_fit, t_fit, _, _ = huber_affine_fit(dv[inside], zv[inside], *start, threshold / 4)
     if not (np.isfinite(s_fit) and s_fit > 0):
         return None
-    inside = np.abs((s_fit * dv + t_fit) * zv - 1.0) < threshold
+    band = _inlier_band((s_fit * dv + t_fit) * zv - 1.0, threshold)
+    inside = np.abs((s_fit * dv + t_fit) * zv - 1.0) < band
     if inside.sum() < MIN_FIT_POINTS:
         return None
-    s_fit, t_fit, _, cov = huber_affine_fit(dv[inside], zv[inside], s_fit, t_fit, threshold / 4)
+    s_fit, t_fit, _, cov = huber_affine_fit(dv[inside], zv[inside], s_fit, t_fit, band / 4)
     residual = (s_fit * dv[inside] + t_fit) * zv[inside] - 1.0
     sigma = 1.4826 * float(np.median(np.abs(residual - np.median(residual)))) + 1e-6
     log_std = float(np.sqrt(max(cov[0, 0], 0.0)) * sigma / s_fit) if s_fit > 0 else float("inf")
