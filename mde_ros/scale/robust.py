@@ -24,7 +24,18 @@ class FitResult:
     log_std: float  # standard deviation of log(scale) from the fit itself
     residual: float  # robust std of the relative residuals of the inliers
     candidates: int  # usable (finite, positive) points the inliers were drawn from
-    level_std: float = float("nan")  # std of log(s d + t) at the inliers' median d (the depth level)
+    covariance: np.ndarray | None = None  # of (s, t), with s in units of 1 / d
+
+    def level_std(self, anchor: float) -> float:
+        """Std of log(s d + t) at d = anchor: how precisely the fit gives the depth there.
+
+        Small where the points are, growing away from them (s and t trade off there).
+        """
+        if self.covariance is None:
+            return self.log_std
+        jac = np.array([anchor, 1.0])
+        level = self.scale * anchor + self.shift
+        return float(np.sqrt(max(jac @ self.covariance @ jac, 0.0)) / level) if level > 0 else float("inf")
 
     @property
     def inlier_ratio(self) -> float:
@@ -135,13 +146,11 @@ def ransac_affine(
     residual = (s_fit * dv[inside] + t_fit) * zv[inside] - 1.0
     sigma = 1.4826 * float(np.median(np.abs(residual - np.median(residual)))) + 1e-6
     log_std = float(np.sqrt(max(cov[0, 0], 0.0)) * sigma / s_fit) if s_fit > 0 else float("inf")
-    # s and t trade off against each other; the inverse depth they give at typical points does not
-    anchor = float(np.median(dv[inside]))
-    jac = np.array([anchor, 1.0])
-    level_std = float(np.sqrt(max(jac @ cov @ jac, 0.0)) * sigma / max(s_fit * anchor + t_fit, 1e-12))
+    scaling = np.diag([1.0 / unit, 1.0])  # back to the units of d
+    covariance = scaling @ cov @ scaling * sigma**2
     inliers = np.zeros(d.shape, bool)
     inliers[index[inside]] = True
-    return FitResult(s_fit / unit, t_fit, inliers, log_std, sigma, int(index.size), level_std)
+    return FitResult(s_fit / unit, t_fit, inliers, log_std, sigma, int(index.size), covariance)
 
 
 def robust_scale(prediction: np.ndarray, z: np.ndarray, threshold: float = 0.08) -> FitResult | None:

@@ -9,6 +9,7 @@ dropped and counted.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -126,10 +127,27 @@ def fit_measurement(
     if fit.inlier_ratio < min_ratio:
         return Rejection("low_inlier_ratio", f"only {fit.inlier_ratio:.0%} of {usable} {what} agree")
     note = f"{fit.count}/{usable} {what} inliers ({fit.inlier_ratio:.0%})"
-    anchor = float(np.median(values[fit.inliers]))
+    anchor = image_anchor(item.prediction) if relative else math.nan
     return Measurement(
-        fit.scale, fit.shift, fit.log_std, fit.inlier_ratio, fit.count, note, anchor, level_std=fit.level_std
+        fit.scale,
+        fit.shift,
+        fit.log_std,
+        fit.inlier_ratio,
+        fit.count,
+        note,
+        anchor,
+        level_std=fit.level_std(anchor) if relative else math.nan,
     )
+
+
+def image_anchor(prediction: np.ndarray) -> float:
+    """The network's median output over the image: where the published depth's scale is judged.
+
+    Innovations and fit precision are measured there, not at the fitted points: points that
+    cluster at one depth pin the depth there, and say little about the rest of the image.
+    """
+    sample = prediction[::8, ::8]
+    return float(np.median(sample[np.isfinite(sample)]))
 
 
 def held_shift_fit(
@@ -150,7 +168,7 @@ def held_shift_fit(
         return None
     scale = 1.0 / fit.scale
     note = f"{fit.count} {what} fit the scale with the shift held ({fit.inlier_ratio:.0%} inliers)"
-    anchor = float(np.median(d[fit.inliers]))
+    anchor = float(np.median(d[fit.inliers]))  # with b held, the level moves alike at every d
     return Measurement(
         scale, f.shift_ratio * scale, fit.log_std, fit.inlier_ratio, fit.count, note, anchor, True
     )
