@@ -225,3 +225,16 @@ def test_trajectory_follows_the_network_while_the_camera_stands_still(castle_sim
         state = estimator.update(ScaleInput(disparity, frame.rgb, frame.intrinsics, stamp, "disparity"))
         assert state.status == METRIC and "tracked landmarks" in state.message, state.message
     assert np.nanmedian(state.disparity_to_depth(disparity) / frame.depth) == pytest.approx(1.0, abs=0.02)
+
+
+def test_temporal_alignment_error_on_castle_simu_poses(castle_simu):
+    """Ground truth warped with the ground-truth poses agrees with itself; a scale flicker shows."""
+    from mde_ros.scale.temporal import TemporalMeter
+
+    steady, flicker = TemporalMeter(), TemporalMeter()
+    for i, frame in enumerate(castle_simu[:6]):
+        steady.add(frame, frame.depth)
+        flicker.add(frame, frame.depth * (1.05 if i % 2 else 1.0))
+    assert len(steady.errors) == 5 and steady.summary()["temporal_error"] < 0.003
+    assert flicker.summary()["temporal_error"] == pytest.approx(0.05, abs=0.006)
+    assert flicker.summary()["temporal_floor"] == steady.summary()["temporal_error"]

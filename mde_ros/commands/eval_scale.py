@@ -10,7 +10,11 @@ trajectory modes), ground (synthetic floor from known geometry: intrinsics mode;
 
 Columns: `scale err` = median |s/s_true - 1| (simulated only); `depth err` = median over frames of
 |median(depth/GT) - 1|, the error of the published depth's scale; `jitter` = std over all metric
-frames of log median(depth/GT), the scale wobble a user sees; `to metric` = frames until metric.
+frames of log median(depth/GT), the scale wobble a user sees; `to metric` = frames until metric;
+`temporal` (sequences with poses) = temporal alignment error: the previous published depth warped
+into the current frame with the ground-truth pose against the current one, mean |dz|/z on
+co-visible pixels (`mde_ros.scale.temporal`); the ground truth's own score (the warp's resampling
+error) is printed below the table.
 """
 
 from __future__ import annotations
@@ -76,14 +80,22 @@ def run(args: argparse.Namespace) -> int:
 def format_rows(rows: list) -> str:
     lines = [
         f"{'sequence':12} {'mode':11} {'output':9} {'frames':>6} {'to metric':>9} {'scale err':>9} "
-        f"{'depth err':>9} {'AbsRel':>7} {'delta1':>7} {'jitter':>7}"
+        f"{'depth err':>9} {'AbsRel':>7} {'delta1':>7} {'jitter':>7} {'temporal':>8}"
     ]
     for sequence, mode, source, s in rows:
         scale_err = f"{s['scale_error']:9.2%}" if source == "simulated" else f"{'-':>9}"
+        temporal = (
+            f"{s['temporal_error']:8.4f}" if s["temporal_error"] == s["temporal_error"] else f"{'-':>8}"
+        )
         lines.append(
             f"{sequence:12} {mode:11} {source:9} {s['frames']:6d} {s['frames_to_metric']:9} {scale_err} "
-            f"{s['depth_scale_error']:9.2%} {s['abs_rel']:7.4f} {s['delta1']:7.3f} {s['depth_jitter']:7.2%}"
+            f"{s['depth_scale_error']:9.2%} {s['abs_rel']:7.4f} {s['delta1']:7.3f} {s['depth_jitter']:7.2%} "
+            f"{temporal}"
         )
+    floors = {seq: s["temporal_floor"] for seq, _, _, s in rows if s["temporal_floor"] == s["temporal_floor"]}
+    lines += [
+        f"temporal error of the ground truth itself on {seq}: {floor:.4f}" for seq, floor in floors.items()
+    ]
     return "\n".join(lines)
 
 

@@ -17,6 +17,7 @@ import numpy as np
 
 from ..geometry.intrinsics import CameraIntrinsics
 from .base import METRIC, ScaleEstimator, ScaleInput, ScaleState
+from .temporal import TemporalMeter
 from .transforms import invert, matrix_to_quat
 
 TRUE_SCALE, TRUE_SHIFT = 2.3, -0.2  # the "unknown" affine map of the simulated relative output
@@ -73,14 +74,17 @@ class SequenceResult:
     delta1: list[float] = field(default_factory=list)
     ratios: list[float] = field(default_factory=list)  # median(depth / GT) per metric frame
     true_scale: float = TRUE_SCALE
+    temporal: TemporalMeter = field(default_factory=TemporalMeter)
 
-    def record(self, state: ScaleState, depth: np.ndarray, truth: np.ndarray) -> None:
-        """Score one published frame (metric states only)."""
+    def record(self, state: ScaleState, depth: np.ndarray, frame) -> None:
+        """Score one published frame (metric states only) of `frame` (depth = ground truth)."""
         self.states.append(state)
         if state.is_metric:
-            self.abs_rel.append(abs_rel(depth, truth))
-            self.delta1.append(delta1(depth, truth))
-            self.ratios.append(depth_ratio(depth, truth))
+            self.abs_rel.append(abs_rel(depth, frame.depth))
+            self.delta1.append(delta1(depth, frame.depth))
+            self.ratios.append(depth_ratio(depth, frame.depth))
+        if getattr(frame, "pose_cam_obj", None) is not None:
+            self.temporal.add(frame, depth if state.is_metric else None)
 
     def metric_scales(self) -> list[float]:
         return [s.scale for s in self.states if s.is_metric]
@@ -107,6 +111,7 @@ class SequenceResult:
             "frames_to_metric": first if first >= 0 else math.nan,
             "depth_scale_error": float(np.median(np.abs(ratios - 1.0))) if ratios.size else math.nan,
             "depth_jitter": jitter(ratios) if ratios.size > 2 else math.nan,
+            **self.temporal.summary(),
         }
 
 
@@ -137,7 +142,7 @@ def run_sequence(
             )
         disparity = simulate_relative(frame.depth, rng, noise) if predictions is None else predictions[i]
         state = estimator.update(ScaleInput(disparity, frame.rgb, frame.intrinsics, i * period, "disparity"))
-        result.record(state, state.disparity_to_depth(disparity), frame.depth)
+        result.record(state, state.disparity_to_depth(disparity), frame)
     return result
 
 
@@ -150,7 +155,7 @@ def oracle_sequence(frames: list, predictions: list[np.ndarray]) -> SequenceResu
         valid = np.isfinite(frame.depth) & (frame.depth > 0) & np.isfinite(disparity)
         scale, shift = align_scale_shift(disparity, np.where(valid, 1.0 / frame.depth, 0.0), valid)
         state = ScaleState(METRIC, scale, shift, 0.0, 0.0, "oracle", mode="oracle")
-        result.record(state, state.disparity_to_depth(disparity), frame.depth)
+        result.record(state, state.disparity_to_depth(disparity), frame)
     return result
 
 
