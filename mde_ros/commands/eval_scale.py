@@ -22,14 +22,13 @@ from __future__ import annotations
 import argparse
 
 SEQUENCES = {"castel": ("sparse",), "castle-simu": ("sparse", "trajectory"), "ground": ("intrinsics",)}
+MODES = ("sparse", "trajectory", "intrinsics")
 NETWORK_SEQUENCES = ("castel", "castle-simu")  # real images (the ground scene is a black frame)
 
 
 def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--sequence", choices=[*SEQUENCES, "all"], default="all", help="sequence to run")
-    parser.add_argument(
-        "--mode", choices=["sparse", "trajectory", "intrinsics", "all"], default="all", help="scale mode"
-    )
+    parser.add_argument("--mode", choices=[*MODES, "all"], default="all", help="scale mode")
     parser.add_argument("--frames", type=int, default=0, help="frames per sequence (0 = all)")
     parser.add_argument("--noise", type=float, default=0.01, help="relative noise of the simulated output")
     parser.add_argument("--outliers", type=float, default=0.1, help="fraction of gross sparse outliers")
@@ -64,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
             config = {"mode": mode, "camera_height": 1.2, "camera_pitch": 10.0}
             sources = [("simulated", None)] + ([("network", predictions)] if args.model else [])
             for source, outputs in sources:
-                # the same sparse points / noise for every source: one seed per (sequence, mode)
-                rng = np.random.default_rng([args.seed, len(rows)])
+                # the same sparse points / noise for every source and with or without --model
+                rng = np.random.default_rng([args.seed, list(SEQUENCES).index(sequence), MODES.index(mode)])
                 estimator = create_estimator(config)
                 result = run_sequence(
                     estimator, frames, rng, args.noise, outliers=args.outliers, predictions=outputs

@@ -48,8 +48,10 @@ def depth_ratio(depth: np.ndarray, truth: np.ndarray) -> float:
 
 def jitter(scales: Iterable[float]) -> float:
     """Frame-to-frame jitter: std of log(s) over a stretch."""
-    logs = np.log(np.asarray(list(scales), np.float64))
-    return float(np.std(logs)) if logs.size > 1 else math.nan
+    values = np.asarray(list(scales), np.float64)
+    if values.size < 2 or not np.all(values > 0):  # e.g. an oracle's per-frame s of a poor frame
+        return math.nan
+    return float(np.std(np.log(values)))
 
 
 def simulate_relative(
