@@ -2,7 +2,7 @@
 
 The filter works on log(s) (scale errors are multiplicative) and on b = t / s, the shift in the
 network's own disparity units (independent of the metric scale). It is a scalar Kalman filter on
-the log depth level: each measurement counts by its own variance (the fit's log_std²) against the
+the log depth level: each measurement counts by its own variance there (the fit's) against the
 filter's, which grows with the network's drift, learnt from the innovations that the measurement
 noise does not explain. A relative network's affine map moves from frame to frame; a precise fit
 of a drifting network is followed at once, noisy fits of a steady one are averaged. The gain never
@@ -13,8 +13,8 @@ current estimate (0: no gate); `relock_count` consecutive rejected measurements 
 replace the estimate (the scale really changed, e.g. a SLAM system re-initialised its map).
 
 Innovations and the gate are measured where the user sees them: as the log change of inverse
-depth at the measurement's typical disparity (`anchor`, the median network output at the fitted
-points), not as the change of s alone. A relative network's own affine map moves from frame to
+depth at `anchor`, a typical network output (the image's median for a full fit: where the user
+judges the scale), not as the change of s alone. A relative network's own affine map moves from frame to
 frame, and s and t trade off against each other when the points span a narrow depth range: a
 large step in s with a compensating t is no jump in the depth the node publishes. A measurement
 with `shift_held` (s re-fitted with the filter's b, when s and t cannot be told apart) updates s
@@ -94,7 +94,7 @@ class ScaleFilter:
     ) -> str | None:
         """Feed one measurement; returns None when accepted, else the rejection reason.
 
-        `anchor`: a typical network output at the measurement's points (innovations are measured
+        `anchor`: a typical network output, e.g. the image median (innovations are measured
         in inverse depth there); `shift_held`: the measurement re-fitted s with this filter's b.
         """
         if not (math.isfinite(scale) and scale > 0 and math.isfinite(shift)):
@@ -199,7 +199,7 @@ class Measurement:
     inlier_ratio: float
     points: int
     note: str = ""
-    anchor: float = math.nan  # median network output at the inlier points
+    anchor: float = math.nan  # network output where the fit is judged (image median)
     shift_held: bool = False  # s re-fitted with the filter's shift ratio (s and t not separable)
     level_std: float = math.nan  # std of the depth level at `anchor` (default: log_std)
 
