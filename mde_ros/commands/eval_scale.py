@@ -42,6 +42,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--input-size", type=int, default=0, help="network short side (0: the model's default)"
     )
     parser.add_argument("--threads", type=int, default=0, help="inference threads (0: ONNX Runtime's)")
+    parser.add_argument(
+        "--stabilise",
+        type=float,
+        default=0.0,
+        help="with --model: also print the network rows through the odometry depth stabiliser with this "
+        "blend weight (0..1; sequences with poses); 0: off",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
@@ -49,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
 
     from ..scale.evaluate import GroundFrame, ground_scene, oracle_sequence, run_sequence
     from ..scale.factory import create_estimator
+    from ..scale.stabiliser import DepthStabiliser
 
     rows = []
     for sequence, modes in SEQUENCES.items():
@@ -62,12 +70,21 @@ def run(args: argparse.Namespace) -> int:
         for mode in modes:
             config = {"mode": mode, "camera_height": 1.2, "camera_pitch": 10.0}
             sources = [("simulated", None)] + ([("network", predictions)] if args.model else [])
+            if args.model and args.stabilise > 0 and frames[0].pose_cam_obj is not None:
+                sources.append(("stabilised", predictions))
             for source, outputs in sources:
                 # the same sparse points / noise for every source and with or without --model
                 rng = np.random.default_rng([args.seed, list(SEQUENCES).index(sequence), MODES.index(mode)])
                 estimator = create_estimator(config)
+                stabiliser = DepthStabiliser(args.stabilise) if source == "stabilised" else None
                 result = run_sequence(
-                    estimator, frames, rng, args.noise, outliers=args.outliers, predictions=outputs
+                    estimator,
+                    frames,
+                    rng,
+                    args.noise,
+                    outliers=args.outliers,
+                    predictions=outputs,
+                    stabiliser=stabiliser,
                 )
                 rows.append((sequence, mode, source, result.summary()))
         if args.model:

@@ -126,11 +126,13 @@ def run_sequence(
     sparse_points: int = 200,
     outliers: float = 0.1,
     predictions: list[np.ndarray] | None = None,
+    stabiliser=None,
 ) -> SequenceResult:
     """Feed relative output (and poses / sparse points from the ground truth) frame by frame.
 
     The output is a real network's disparity per frame (`predictions`) or simulated from the
-    ground truth when None.
+    ground truth when None. `stabiliser` (a `DepthStabiliser`) post-processes the published depth
+    with the ground-truth poses as odometry.
     """
     result = SequenceResult(estimator.mode)
     if hasattr(estimator, "add_pose"):
@@ -144,7 +146,11 @@ def run_sequence(
             )
         disparity = simulate_relative(frame.depth, rng, noise) if predictions is None else predictions[i]
         state = estimator.update(ScaleInput(disparity, frame.rgb, frame.intrinsics, i * period, "disparity"))
-        result.record(state, state.disparity_to_depth(disparity), frame)
+        depth = state.disparity_to_depth(disparity)
+        if stabiliser is not None:  # odometry: the ground-truth pose, only while metric
+            pose = invert(frame.pose_cam_obj) if state.is_metric and frame.pose_cam_obj is not None else None
+            depth = stabiliser.apply(depth, frame.intrinsics, pose)
+        result.record(state, depth, frame)
     return result
 
 
