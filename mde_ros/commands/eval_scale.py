@@ -95,7 +95,7 @@ def run(args: argparse.Namespace) -> int:
 
 def format_rows(rows: list) -> str:
     lines = [
-        f"{'sequence':12} {'mode':11} {'output':9} {'frames':>6} {'to metric':>9} {'scale err':>9} "
+        f"{'sequence':12} {'mode':11} {'output':10} {'frames':>6} {'to metric':>9} {'scale err':>9} "
         f"{'depth err':>9} {'AbsRel':>7} {'delta1':>7} {'jitter':>7} {'temporal':>8}"
     ]
     for sequence, mode, source, s in rows:
@@ -104,7 +104,7 @@ def format_rows(rows: list) -> str:
             f"{s['temporal_error']:8.4f}" if s["temporal_error"] == s["temporal_error"] else f"{'-':>8}"
         )
         lines.append(
-            f"{sequence:12} {mode:11} {source:9} {s['frames']:6d} {s['frames_to_metric']:9} {scale_err} "
+            f"{sequence:12} {mode:11} {source:10} {s['frames']:6d} {s['frames_to_metric']:9} {scale_err} "
             f"{s['depth_scale_error']:9.2%} {s['abs_rel']:7.4f} {s['delta1']:7.3f} {s['depth_jitter']:7.2%} "
             f"{temporal}"
         )
