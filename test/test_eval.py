@@ -84,3 +84,27 @@ def test_eval_command_names_the_missing_depth_file(tiny_onnx, tmp_path, capsys):
     (data / "depth" / "001.png").unlink()
     assert main(["eval", "--model", tiny_onnx, "--data", str(data)]) == 2
     assert "001.png" in capsys.readouterr().err
+
+
+def test_eval_command_fails_loudly_on_an_inverted_model(tiny_onnx, tmp_path, capsys):
+    """Ground truth whose inverse depth is the tiny model's output upside down: eval refuses the model."""
+    import cv2
+
+    from mde_ros.cli import main
+    from mde_ros.inference.factory import create_backend
+    from mde_ros.pipeline import DepthPipeline, Frame
+
+    data = _folder(tmp_path / "data")
+    pipeline = DepthPipeline(create_backend("onnxruntime", tiny_onnx), input_size=56)
+    try:
+        for path in sorted((data / "rgb").glob("*.png")):
+            rgb = cv2.cvtColor(cv2.imread(str(path)), cv2.COLOR_BGR2RGB)
+            d = pipeline.process(Frame(rgb)).prediction.astype(np.float64)
+            unit = (d - d.min()) / (d.max() - d.min())
+            depth_mm = 1000.0 / (2.0 - 1.7 * unit)  # 1/z = 2 - 1.7 d: negative scale, 0.5 - 3.3 m
+            cv2.imwrite(str(data / "depth" / path.name), np.rint(depth_mm).astype(np.uint16))
+    finally:
+        pipeline.close()
+    assert main(["eval", "--model", tiny_onnx, "--data", str(data), "--input-size", "56"]) == 2
+    err = capsys.readouterr().err
+    assert "inverted" in err and "NEGATIVE scale on 3/3" in err

@@ -206,3 +206,49 @@ def test_inverse_depth_convention_not_depth_affine(rng):
     assert fit.scale == pytest.approx(TRUE_SCALE, rel=1e-4) and fit.shift == pytest.approx(
         TRUE_SHIFT, abs=1e-4
     )
+
+
+def test_filter_follows_a_drifting_network():
+    """A relative network's affine map moves 1 %/frame; precise fits of it are followed, not averaged away."""
+    rng = np.random.default_rng(4)
+    f = ScaleFilter()  # the node's defaults: time constant 2 s
+    for i in range(40):
+        true = 2.0 * math.exp(0.01 * i)
+        assert f.update(i / 30, true * math.exp(0.004 * rng.standard_normal()), 0.1 * true, 0.004) is None
+    assert abs(f.scale / true - 1) < 0.02 and f.uncertainty < 0.02
+    steady = ScaleFilter()  # a steady network with noisy fits is still smoothed
+    scales = []
+    for i in range(90):
+        steady.update(i / 30, 2.0 * math.exp(0.03 * rng.standard_normal()), 0.2, 0.03)
+        scales.append(steady.scale)
+    assert jitter(scales[30:]) <= 0.01
+
+
+def test_filter_gates_jumps_of_the_published_depth_not_of_s():
+    """s and t trade off: s 40 % up with t down to match is no jump of the depth at the points."""
+    f = ScaleFilter(max_jump=0.3)
+    assert f.update(0.0, 2.0, 0.2, 0.01, anchor=1.0) is None  # b = 0.1: 1/z = 2.2 at d = 1
+    s = 2.8
+    t = 2.2 - s  # 1/z = s d + t is still 2.2 at d = 1
+    assert f.update(1 / 30, s, t, 0.01) == "jump_rejected"  # judged on s alone
+    assert f.update(2 / 30, s, t, 0.01, anchor=1.0) is None
+    assert f.scale * 1.0 + f.shift == pytest.approx(2.2, rel=1e-6)
+
+
+def test_sparse_follows_the_scale_with_the_shift_held_when_points_span_one_depth(rng):
+    """Points on a fronto-parallel wall cannot separate s from t: s is re-fitted with b held, not held."""
+    depth = _scene_depth()
+    estimator = create_estimator({"mode": "sparse"})
+    estimator.add_sparse_points(0.0, _points(depth, rng))
+    first = estimator.update(ScaleInput(simulate_relative(depth, rng), None, K, 0.0, "disparity"))
+    assert first.status == METRIC
+    wall = np.full_like(depth, 2.5)
+    for i in range(1, 31):  # the network's map grows 1 %/frame (b = t/s unchanged), on the wall
+        drift = math.exp(0.01 * i)
+        estimator.add_sparse_points(i / 30, _points(wall, rng))
+        disparity = simulate_relative(wall, rng, 0.01, TRUE_SCALE * drift, TRUE_SHIFT * drift)
+        state = estimator.update(ScaleInput(disparity, None, K, i / 30, "disparity"))
+        assert state.status == METRIC, state.message
+    assert "shift held" in state.message and "s old" in state.message and state.age_s == 0.0
+    assert abs(state.scale / (TRUE_SCALE * drift) - 1) < 0.03, state
+    assert np.nanmedian(state.disparity_to_depth(disparity) / wall) == pytest.approx(1.0, abs=0.03)

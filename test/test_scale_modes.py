@@ -10,7 +10,14 @@ from scale_data import evo_data, read_tum, visp_or_skip
 
 from mde_ros.config import scale_config
 from mde_ros.scale.base import HOLDING, METRIC, RELATIVE, ScaleInput
-from mde_ros.scale.evaluate import TRUE_SCALE, ground_scene, jitter, run_sequence, simulate_relative
+from mde_ros.scale.evaluate import (
+    TRUE_SCALE,
+    TRUE_SHIFT,
+    ground_scene,
+    jitter,
+    run_sequence,
+    simulate_relative,
+)
 from mde_ros.scale.factory import create_estimator
 from mde_ros.scale.trajectory import PoseBuffer
 from mde_ros.scale.transforms import invert, matrix_to_quat, quat_to_matrix
@@ -187,3 +194,76 @@ def test_intrinsics_metric_model_ground_check():
     state = estimator.update(ScaleInput(short, frame.rgb, frame.intrinsics, 0.0, "metric", short))
     assert state.status == METRIC and state.shift == 0.0
     assert state.scale == pytest.approx(1 / 0.8, rel=0.01)
+
+
+def test_eval_scale_runs_the_network_next_to_perfect_depth_and_the_oracle(tiny_onnx, capsys):
+    """`mde-ros eval-scale --model` on real castel frames through ONNX Runtime: three rows per mode."""
+    from mde_ros.cli import main
+
+    visp_or_skip()
+    args = ["eval-scale", "--model", tiny_onnx, "--sequence", "castel", "--frames", "4", "--input-size", "56"]
+    assert main(args) == 0
+    lines = capsys.readouterr().out.splitlines()
+    rows = {tuple(line.split()[:3]) for line in lines[1:]}
+    assert {
+        ("castel", "sparse", "simulated"),
+        ("castel", "sparse", "network"),
+        ("castel", "-", "oracle"),
+    } == rows
+    assert "jitter" in lines[0] and "to metric" in lines[0] and "depth err" in lines[0]
+
+
+def test_trajectory_follows_the_network_while_the_camera_stands_still(castle_simu):
+    """No baseline to triangulate: the last triangulated points, moved with the pose, keep the scale
+    following the network's drifting affine map instead of holding a stale pair."""
+    rng = np.random.default_rng(5)
+    estimator = create_estimator({"mode": "trajectory"})
+    assert run_sequence(estimator, castle_simu, rng).states[-1].status == METRIC
+    # the camera goes back to where the current keyframe was taken and stands there
+    poses = [invert(f.pose_cam_obj) for f in castle_simu]
+    k = int(np.argmin([np.linalg.norm(p[:3, 3] - estimator.keyframe.pose[:3, 3]) for p in poses]))
+    frame, pose = castle_simu[k], poses[k]
+    start = len(castle_simu)
+    for i in range(15):  # the network's affine map grows 1 %/frame meanwhile
+        stamp = (start + i) / 30
+        estimator.add_pose(stamp, pose[:3, 3], matrix_to_quat(pose[:3, :3]))
+        drift = math.exp(0.01 * (i + 1))
+        disparity = simulate_relative(frame.depth, rng, 0.01, TRUE_SCALE * drift, TRUE_SHIFT * drift)
+        state = estimator.update(ScaleInput(disparity, frame.rgb, frame.intrinsics, stamp, "disparity"))
+        assert state.status == METRIC and "tracked landmarks" in state.message, state.message
+    assert np.nanmedian(state.disparity_to_depth(disparity) / frame.depth) == pytest.approx(1.0, abs=0.02)
+
+
+def test_temporal_alignment_error_on_castle_simu_poses(castle_simu):
+    """Ground truth warped with the ground-truth poses agrees with itself; a scale flicker shows."""
+    from mde_ros.scale.temporal import TemporalMeter
+
+    steady, flicker = TemporalMeter(), TemporalMeter()
+    for i, frame in enumerate(castle_simu[:6]):
+        steady.add(frame, frame.depth)
+        flicker.add(frame, frame.depth * (1.05 if i % 2 else 1.0))
+    assert len(steady.errors) == 5 and steady.summary()["temporal_error"] < 0.003
+    assert flicker.summary()["temporal_error"] == pytest.approx(0.05, abs=0.006)
+    assert flicker.summary()["temporal_floor"] == steady.summary()["temporal_error"]
+
+
+def test_depth_stabiliser_damps_flicker_along_the_odometry(castle_simu):
+    """Depth whose scale flickers ±3 % frame to frame: blended along the real poses, the temporal
+    alignment error drops and the depth gets closer to the ground truth, not further."""
+    from mde_ros.scale.evaluate import abs_rel
+    from mde_ros.scale.stabiliser import DepthStabiliser
+    from mde_ros.scale.temporal import TemporalMeter
+
+    stabiliser = DepthStabiliser(0.7)
+    raw, stable = TemporalMeter(), TemporalMeter()
+    raw_err, stable_err = [], []
+    for i, frame in enumerate(castle_simu[:8]):
+        depth = (frame.depth * (1.03 if i % 2 else 0.97)).astype(np.float32)
+        out = stabiliser.apply(depth, frame.intrinsics, invert(frame.pose_cam_obj))
+        raw.add(frame, depth)
+        stable.add(frame, out)
+        raw_err.append(abs_rel(depth, frame.depth))
+        stable_err.append(abs_rel(out, frame.depth))
+    assert stable.summary()["temporal_error"] < 0.5 * raw.summary()["temporal_error"]
+    assert np.mean(stable_err[1:]) < np.mean(raw_err[1:])
+    assert stabiliser.apply(depth, castle_simu[0].intrinsics, None) is depth  # no odometry: as is

@@ -152,3 +152,61 @@ def test_end_to_end_training_updates_vit_lora():
     assert any(k.startswith("vit.") and "lora_B" in k for k in changed)
     assert any(k.startswith("lm.") and "lora_B" in k for k in changed)
     assert not any("lora_" not in k and not k.startswith(("head.", "reprogram.")) for k in changed)
+
+
+def _smooth_depths(rng, n=6, size=(24, 32)) -> torch.Tensor:
+    """Scenes of 0.5-4 m: a random plane plus a blob per image."""
+    rows, cols = np.mgrid[0 : size[0], 0 : size[1]] / np.array(size)[:, None, None]
+    out = []
+    for _ in range(n):
+        a, b, c = rng.uniform(-1, 1, 3)
+        cy, cx = rng.uniform(0.2, 0.8, 2)
+        blob = np.exp(-((rows - cy) ** 2 + (cols - cx) ** 2) / 0.05)
+        z = 2.0 + a * rows + b * cols + c * blob
+        out.append(0.5 + 3.5 * (z - z.min()) / (z.max() - z.min()))
+    return torch.tensor(np.stack(out), dtype=torch.float32)
+
+
+def test_training_refuses_an_inverted_fit():
+    """A tiny head that outputs depth (not disparity) fits 1/depth best with s < 0: refused, then turned.
+
+    Its input has a depth and a disparity channel; it starts on the depth one (the inverted fit).
+    """
+    from mde_ros.commands.evaluate import check_scale_sign
+    from mde_ros.errors import InvalidModelError
+    from mde_ros.training.losses import ssi_loss
+    from mde_ros.training.metrics import inverse_depth_fit
+
+    torch.manual_seed(0)
+    depth = _smooth_depths(np.random.default_rng(0))
+    mask = torch.ones_like(depth, dtype=torch.bool)
+    features = torch.stack([depth, 1.0 / depth], 1)
+    head = torch.nn.Conv2d(2, 1, 1)
+    with torch.no_grad():
+        head.weight.copy_(torch.tensor([1.0, 0.0]).view(1, 2, 1, 1))
+        head.bias.fill_(0.0)
+
+    def predict() -> torch.Tensor:
+        return head(features)[:, 0]
+
+    def fits() -> list[float]:
+        pred = predict().detach().numpy()
+        return [inverse_depth_fit(p, d, np.ones(d.shape, bool))[0] for p, d in zip(pred, depth.numpy())]
+
+    assert all(s < 0 for s in fits())  # the data's best fit is inverted
+    rows = [{"name": f"s{i}", "fit_scale": s, "fit_corr": -0.9} for i, s in enumerate(fits())]
+    with pytest.raises(InvalidModelError, match="inverted"):
+        check_scale_sign(rows)
+    # the loss scores the inverted output worse than an output with no signal at all
+    constant = torch.full_like(depth, 1.0) + 1e-3 * torch.rand_like(depth)
+    inverted_loss = float(ssi_loss(predict().detach(), depth, mask, grad_weight=0.0))
+    assert inverted_loss > float(ssi_loss(constant, depth, mask, grad_weight=0.0)) - 0.05
+    # a few steps of training turn the head around instead of settling on the inverted fit
+    optimiser = torch.optim.Adam(head.parameters(), lr=0.2)
+    for _ in range(20):
+        loss = ssi_loss(predict(), depth, mask)
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    assert all(s > 0 for s in fits())
+    assert float(ssi_loss(predict().detach(), depth, mask, grad_weight=0.0)) < inverted_loss - 0.2

@@ -9,8 +9,11 @@ side-by-side PNGs: image | prediction | ground truth | AbsRel error.
 from __future__ import annotations
 
 import argparse
+import logging
 
 from .options import add_backend
+
+log = logging.getLogger(__name__)
 
 EXAMPLES = """\
   mde-ros eval --model default --data visp:castel --out out/eval   # PNGs with metrics drawn in
@@ -98,7 +101,13 @@ def evaluate_model(pipeline, samples, align: str, out_dir=None):
 
     from ..models.spec import DISPARITY
     from ..pipeline import Frame
-    from ..training.metrics import baseline_predictions, depth_metrics, mean_metrics, prediction_to_depth
+    from ..training.metrics import (
+        baseline_predictions,
+        depth_metrics,
+        inverse_depth_fit,
+        mean_metrics,
+        prediction_to_depth,
+    )
 
     relative = pipeline.spec.convention == DISPARITY
     per_model, per_prior = [], {name: [] for name in ("constant", "gradient")}
@@ -112,7 +121,10 @@ def evaluate_model(pipeline, samples, align: str, out_dir=None):
         if not mask.any():
             continue
         depth = _aligned_depth(raw, gt, mask, align, relative)
-        per_model.append(depth_metrics(depth, gt, mask))
+        row = depth_metrics(depth, gt, mask)
+        if relative:
+            row["fit_scale"], row["fit_corr"] = inverse_depth_fit(raw, gt, mask)
+        per_model.append({"name": sample.name, **row})
         for name, prior in baseline_predictions(*gt.shape).items():
             per_prior[name].append(depth_metrics(prediction_to_depth(prior, gt, mask, True), gt, mask))
         if out_dir is not None:
@@ -120,9 +132,45 @@ def evaluate_model(pipeline, samples, align: str, out_dir=None):
             cv2.imwrite(str(out_dir / f"{sample.name}.png"), figure)
     if not per_model:
         raise ValueError("no sample has valid ground truth")
+    if relative:
+        check_scale_sign(per_model)
     table = {"model": mean_metrics(per_model)}
     table.update({f"prior: {k}": mean_metrics(v) for k, v in per_prior.items()})
     return table, per_model
+
+
+def inverted_samples(per_sample: list[dict]) -> list[str]:
+    """Samples whose output fits inverse depth only with a negative scale (and clearly so)."""
+    from ..training.metrics import INVERTED_CORRELATION
+
+    return [
+        r["name"] for r in per_sample if r.get("fit_scale", 1.0) < 0 and r["fit_corr"] <= INVERTED_CORRELATION
+    ]
+
+
+def check_scale_sign(per_sample: list[dict]) -> None:
+    """Fail loudly when the model is inverted (negative fitted scale on at least half the samples)."""
+    from ..errors import InvalidModelError
+
+    inverted = inverted_samples(per_sample)
+    if inverted and 2 * len(inverted) >= len(per_sample):
+        raise InvalidModelError(
+            f"the model is inverted: its output fits inverse depth only with a NEGATIVE scale on "
+            f"{len(inverted)}/{len(per_sample)} samples (e.g. {', '.join(inverted[:3])}); it predicts "
+            "depth-like values where disparity is expected, and no scale estimator of the node accepts "
+            "s <= 0, so it never becomes metric. Retrain it (the training loss now refuses this)."
+        )
+    if inverted:
+        log.warning("negative fitted scale (inverted output) on %s", ", ".join(inverted))
+
+
+def scale_sign_line(per_sample: list[dict]) -> str:
+    signed = [r for r in per_sample if "fit_scale" in r]
+    if not signed:
+        return "fitted scale sign: not applicable (metric model)"
+    positive = sum(r["fit_scale"] > 0 for r in signed)
+    inverted = len(inverted_samples(signed))
+    return f"fitted scale sign: positive on {positive}/{len(signed)} samples (inverted: {inverted})"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -155,6 +203,7 @@ def run(args: argparse.Namespace) -> int:
         pipeline.close()
     print(f"{pipeline.spec.name} ({pipeline.spec.convention}) on {args.data}: {len(per_sample)} samples")
     print(format_table(table))
+    print(scale_sign_line(per_sample))
     if out_dir:
         (out_dir / "metrics.json").write_text(json.dumps({"mean": table, "per_sample": per_sample}, indent=1))
         print(f"side-by-side images and metrics.json in {out_dir}")

@@ -1,7 +1,10 @@
-"""Scale-recovery metrics and the simulated sequences `mde-ros eval-scale` and the tests run.
+"""Scale-recovery metrics and the sequences `mde-ros eval-scale` and the tests run.
 
 A relative model is simulated from ground-truth depth by an unknown affine map in inverse depth,
-d = (1/z - t) / s, plus multiplicative noise: the estimator must find (s, t) again.
+d = (1/z - t) / s, plus multiplicative noise: the estimator must find (s, t) again. With a real
+network (`predictions`), there is no true (s, t); what the user sees is judged instead: the scale
+of the published depth, median(depth / GT) per frame (its error and its jitter over frames), next
+to the per-frame oracle alignment (s, t fitted to the full ground truth of each frame).
 """
 
 from __future__ import annotations
@@ -13,7 +16,8 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from ..geometry.intrinsics import CameraIntrinsics
-from .base import ScaleEstimator, ScaleInput, ScaleState
+from .base import METRIC, ScaleEstimator, ScaleInput, ScaleState
+from .temporal import TemporalMeter
 from .transforms import invert, matrix_to_quat
 
 TRUE_SCALE, TRUE_SHIFT = 2.3, -0.2  # the "unknown" affine map of the simulated relative output
@@ -36,10 +40,18 @@ def delta1(depth: np.ndarray, truth: np.ndarray) -> float:
     return float(np.mean(ratio < 1.25))
 
 
+def depth_ratio(depth: np.ndarray, truth: np.ndarray) -> float:
+    """Scale of a published depth image: median(depth / GT) over pixels valid in both."""
+    valid = np.isfinite(depth) & np.isfinite(truth) & (truth > 0) & (depth > 0)
+    return float(np.median(depth[valid] / truth[valid])) if valid.any() else math.nan
+
+
 def jitter(scales: Iterable[float]) -> float:
     """Frame-to-frame jitter: std of log(s) over a stretch."""
-    logs = np.log(np.asarray(list(scales), np.float64))
-    return float(np.std(logs)) if logs.size > 1 else math.nan
+    values = np.asarray(list(scales), np.float64)
+    if values.size < 2 or not np.all(values > 0):  # e.g. an oracle's per-frame s of a poor frame
+        return math.nan
+    return float(np.std(np.log(values)))
 
 
 def simulate_relative(
@@ -62,7 +74,19 @@ class SequenceResult:
     states: list[ScaleState] = field(default_factory=list)
     abs_rel: list[float] = field(default_factory=list)
     delta1: list[float] = field(default_factory=list)
+    ratios: list[float] = field(default_factory=list)  # median(depth / GT) per metric frame
     true_scale: float = TRUE_SCALE
+    temporal: TemporalMeter = field(default_factory=TemporalMeter)
+
+    def record(self, state: ScaleState, depth: np.ndarray, frame) -> None:
+        """Score one published frame (metric states only) of `frame` (depth = ground truth)."""
+        self.states.append(state)
+        if state.is_metric:
+            self.abs_rel.append(abs_rel(depth, frame.depth))
+            self.delta1.append(delta1(depth, frame.depth))
+            self.ratios.append(depth_ratio(depth, frame.depth))
+        if getattr(frame, "pose_cam_obj", None) is not None:
+            self.temporal.add(frame, depth if state.is_metric else None)
 
     def metric_scales(self) -> list[float]:
         return [s.scale for s in self.states if s.is_metric]
@@ -78,6 +102,18 @@ class SequenceResult:
             "abs_rel": float(np.nanmedian(self.abs_rel)) if self.abs_rel else math.nan,
             "delta1": float(np.nanmedian(self.delta1)) if self.delta1 else math.nan,
             "jitter": jitter(scales[len(scales) // 2 :]) if len(scales) > 2 else math.nan,
+            **self.depth_summary(),
+        }
+
+    def depth_summary(self) -> dict[str, float]:
+        """What the user sees: error and frame-to-frame spread of the published depth's scale."""
+        ratios = np.asarray(self.ratios, np.float64)
+        first = next((i for i, s in enumerate(self.states) if s.is_metric), -1)
+        return {
+            "frames_to_metric": first if first >= 0 else math.nan,
+            "depth_scale_error": float(np.median(np.abs(ratios - 1.0))) if ratios.size else math.nan,
+            "depth_jitter": jitter(ratios) if ratios.size > 2 else math.nan,
+            **self.temporal.summary(),
         }
 
 
@@ -89,8 +125,15 @@ def run_sequence(
     period: float = 1.0 / 30.0,
     sparse_points: int = 200,
     outliers: float = 0.1,
+    predictions: list[np.ndarray] | None = None,
+    stabiliser=None,
 ) -> SequenceResult:
-    """Feed simulated relative output (and poses / sparse points from the ground truth) frame by frame."""
+    """Feed relative output (and poses / sparse points from the ground truth) frame by frame.
+
+    The output is a real network's disparity per frame (`predictions`) or simulated from the
+    ground truth when None. `stabiliser` (a `DepthStabiliser`) post-processes the published depth
+    with the ground-truth poses as odometry.
+    """
     result = SequenceResult(estimator.mode)
     if hasattr(estimator, "add_pose"):
         for i, frame in enumerate(frames):
@@ -101,13 +144,26 @@ def run_sequence(
             estimator.add_sparse_points(
                 i * period, sparse_from_depth(frame.depth, frame.intrinsics, rng, sparse_points, outliers)
             )
-        disparity = simulate_relative(frame.depth, rng, noise)
+        disparity = simulate_relative(frame.depth, rng, noise) if predictions is None else predictions[i]
         state = estimator.update(ScaleInput(disparity, frame.rgb, frame.intrinsics, i * period, "disparity"))
-        result.states.append(state)
-        if state.is_metric:
-            depth = state.disparity_to_depth(disparity)
-            result.abs_rel.append(abs_rel(depth, frame.depth))
-            result.delta1.append(delta1(depth, frame.depth))
+        depth = state.disparity_to_depth(disparity)
+        if stabiliser is not None:  # odometry: the ground-truth pose, only while metric
+            pose = invert(frame.pose_cam_obj) if state.is_metric and frame.pose_cam_obj is not None else None
+            depth = stabiliser.apply(depth, frame.intrinsics, pose)
+        result.record(state, depth, frame)
+    return result
+
+
+def oracle_sequence(frames: list, predictions: list[np.ndarray]) -> SequenceResult:
+    """Per-frame oracle: (s, t) fitted to each frame's full ground truth (the `mde-ros eval` protocol)."""
+    from ..training.metrics import align_scale_shift
+
+    result = SequenceResult("oracle")
+    for frame, disparity in zip(frames, predictions):
+        valid = np.isfinite(frame.depth) & (frame.depth > 0) & np.isfinite(disparity)
+        scale, shift = align_scale_shift(disparity, np.where(valid, 1.0 / frame.depth, 0.0), valid)
+        state = ScaleState(METRIC, scale, shift, 0.0, 0.0, "oracle", mode="oracle")
+        result.record(state, state.disparity_to_depth(disparity), frame)
     return result
 
 

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 import numpy as np
 
 MIN_FIT_POINTS = 6
+MAX_INLIER_BAND = 0.25  # relative depth error beyond which a point is an outlier, however poor the model
 
 
 @dataclass
@@ -23,6 +24,18 @@ class FitResult:
     log_std: float  # standard deviation of log(scale) from the fit itself
     residual: float  # robust std of the relative residuals of the inliers
     candidates: int  # usable (finite, positive) points the inliers were drawn from
+    covariance: np.ndarray | None = None  # of (s, t), with s in units of 1 / d
+
+    def level_std(self, anchor: float) -> float:
+        """Std of log(s d + t) at d = anchor: how precisely the fit gives the depth there.
+
+        Small where the points are, growing away from them (s and t trade off there).
+        """
+        if self.covariance is None:
+            return self.log_std
+        jac = np.array([anchor, 1.0])
+        level = self.scale * anchor + self.shift
+        return float(np.sqrt(max(jac @ self.covariance @ jac, 0.0)) / level) if level > 0 else float("inf")
 
     @property
     def inlier_ratio(self) -> float:
@@ -75,6 +88,19 @@ def huber_affine_fit(
     return s, t, weights, cov
 
 
+def _inlier_band(residual: np.ndarray, threshold: float) -> float:
+    """Inlier band of the final fit: `threshold`, widened to 3 robust sigmas of all residuals.
+
+    A real network's relative depth is not exactly affine in inverse depth: its residuals spread
+    wider than a sensor's noise. Fitting only the tight subset inside `threshold` then locks the
+    scale onto whichever surface the network got best in this frame, and that choice changes from
+    frame to frame (jitter); the widened band fits the scene as a whole. Gross outliers (a factor
+    off) stay outside: the band is capped at MAX_INLIER_BAND.
+    """
+    sigma = 1.4826 * float(np.median(np.abs(residual - np.median(residual))))
+    return min(max(threshold, 3.0 * sigma), MAX_INLIER_BAND)
+
+
 def ransac_affine(
     d: np.ndarray,
     z: np.ndarray,
@@ -112,16 +138,19 @@ def ransac_affine(
     s_fit, t_fit, _, _ = huber_affine_fit(dv[inside], zv[inside], *start, threshold / 4)
     if not (np.isfinite(s_fit) and s_fit > 0):
         return None
-    inside = np.abs((s_fit * dv + t_fit) * zv - 1.0) < threshold
+    band = _inlier_band((s_fit * dv + t_fit) * zv - 1.0, threshold)
+    inside = np.abs((s_fit * dv + t_fit) * zv - 1.0) < band
     if inside.sum() < MIN_FIT_POINTS:
         return None
-    s_fit, t_fit, _, cov = huber_affine_fit(dv[inside], zv[inside], s_fit, t_fit, threshold / 4)
+    s_fit, t_fit, _, cov = huber_affine_fit(dv[inside], zv[inside], s_fit, t_fit, band / 4)
     residual = (s_fit * dv[inside] + t_fit) * zv[inside] - 1.0
     sigma = 1.4826 * float(np.median(np.abs(residual - np.median(residual)))) + 1e-6
     log_std = float(np.sqrt(max(cov[0, 0], 0.0)) * sigma / s_fit) if s_fit > 0 else float("inf")
+    scaling = np.diag([1.0 / unit, 1.0])  # back to the units of d
+    covariance = scaling @ cov @ scaling * sigma**2
     inliers = np.zeros(d.shape, bool)
     inliers[index[inside]] = True
-    return FitResult(s_fit / unit, t_fit, inliers, log_std, sigma, int(index.size))
+    return FitResult(s_fit / unit, t_fit, inliers, log_std, sigma, int(index.size), covariance)
 
 
 def robust_scale(prediction: np.ndarray, z: np.ndarray, threshold: float = 0.08) -> FitResult | None:

@@ -9,6 +9,7 @@ dropped and counted.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,10 +18,11 @@ from ..geometry.intrinsics import CameraIntrinsics
 from ..models.spec import DISPARITY
 from .base import ScaleInput
 from .filter import FilteredEstimator, Measurement, Rejection
-from .robust import fit_depths
+from .robust import fit_depths, robust_scale
 from .transforms import invert, transform_points
 
 MIN_DEPTH = 1e-3  # metres: closer than this is on (or behind) the camera
+MAX_LOG_STD = 0.1  # a fit whose log(s) is less certain than this does not constrain the scale
 
 
 @dataclass
@@ -114,11 +116,59 @@ def fit_measurement(
     if usable < min_points:
         return Rejection(few_reason, f"{usable} usable {what} (< {min_points})")
     fit = fit_depths(values, z, relative, estimator.rng)
-    if fit is None:
-        return Rejection("degenerate_fit", f"no consistent fit to {usable} {what}")
-    if fit.inlier_ratio < getattr(estimator, "min_inlier_ratio", 0.3):
-        return Rejection("low_inlier_ratio", f"only {fit.inlier_ratio:.0%} of {usable} {what} agree")
-    if fit.log_std > 0.1:  # e.g. all points at one depth: s and t cannot be told apart
+    min_ratio = getattr(estimator, "min_inlier_ratio", 0.3)
+    if fit is None or fit.log_std > MAX_LOG_STD:  # e.g. all points at one depth: s, t inseparable
+        held = held_shift_fit(estimator, values, z, min_ratio, what) if relative else None
+        if held is not None:
+            return held
+        if fit is None:
+            return Rejection("degenerate_fit", f"no consistent fit to {usable} {what}")
         return Rejection("ill_conditioned", f"{what} do not constrain the scale (std {fit.log_std:.2f})")
+    if fit.inlier_ratio < min_ratio:
+        return Rejection("low_inlier_ratio", f"only {fit.inlier_ratio:.0%} of {usable} {what} agree")
     note = f"{fit.count}/{usable} {what} inliers ({fit.inlier_ratio:.0%})"
-    return Measurement(fit.scale, fit.shift, fit.log_std, fit.inlier_ratio, fit.count, note)
+    anchor = image_anchor(item.prediction) if relative else math.nan
+    return Measurement(
+        fit.scale,
+        fit.shift,
+        fit.log_std,
+        fit.inlier_ratio,
+        fit.count,
+        note,
+        anchor,
+        level_std=fit.level_std(anchor) if relative else math.nan,
+    )
+
+
+def image_anchor(prediction: np.ndarray) -> float:
+    """The network's median output over the image: where the published depth's scale is judged.
+
+    Innovations and fit precision are measured there, not at the fitted points: points that
+    cluster at one depth pin the depth there, and say little about the rest of the image.
+    """
+    sample = prediction[::8, ::8]
+    return float(np.median(sample[np.isfinite(sample)]))
+
+
+def held_shift_fit(
+    estimator: FilteredEstimator, d: np.ndarray, z: np.ndarray, min_ratio: float, what: str
+) -> Measurement | None:
+    """s alone, with the filter's shift ratio b held: 1/z = s (d + b), one well-conditioned unknown.
+
+    What can still be tracked when s and t cannot be told apart: the network's frame-to-frame
+    change of scale. None before the filter has a shift, or when the points disagree.
+    """
+    f = estimator.filter
+    if not f.ready:
+        return None
+    shifted = np.asarray(d, np.float64) + f.shift_ratio
+    with np.errstate(divide="ignore", invalid="ignore"):
+        fit = robust_scale(np.where(shifted > 0, 1.0 / shifted, np.nan), z)  # z = (1/s) / (d + b)
+    if fit is None or fit.inlier_ratio < min_ratio or fit.log_std > MAX_LOG_STD:
+        return None
+    scale = 1.0 / fit.scale
+    note = f"{fit.count} {what} fit the scale with the shift held ({fit.inlier_ratio:.0%} inliers)"
+    anchor = float(np.median(d[fit.inliers]))  # with b held, the level moves alike at every d
+    return Measurement(
+        scale, f.shift_ratio * scale, fit.log_std, fit.inlier_ratio, fit.count, note, anchor, True
+    )

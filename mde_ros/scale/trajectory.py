@@ -4,7 +4,11 @@ Poses are buffered and interpolated to each image stamp (linear position, slerp 
 camera pose is `pose @ extrinsic` (extrinsic = camera optical frame in the pose frame). Between a
 keyframe and the current frame (at least `min_baseline` apart), ORB features are matched,
 triangulated with the metric relative pose, filtered by cheirality, parallax and reprojection
-error, and the network output at the current pixels is fitted to their depths.
+error, and the network output at the current pixels is fitted to their depths, together with the
+latest earlier triangulated points (`MAX_LANDMARKS`, kept in the world frame) moved into the
+current view with its pose: they cover more of the image than one frame pair's matches. While
+the baseline is too short to triangulate, those points alone keep the fit going, so the scale
+follows the network's frame-to-frame changes instead of holding a stale (s, t).
 
 A monocular SLAM trajectory is itself only up to scale: the depth then comes out in the
 trajectory's units, consistent over time, not in metres.
@@ -22,11 +26,12 @@ import numpy as np
 from ..geometry.intrinsics import CameraIntrinsics
 from .base import ScaleInput
 from .filter import FilteredEstimator, Measurement, Rejection
-from .sparse import fit_measurement
-from .transforms import UNIT_TOLERANCE, invert, pose_matrix, slerp
+from .sparse import fit_measurement, project_points
+from .transforms import UNIT_TOLERANCE, invert, pose_matrix, slerp, transform_points
 
 EXACT_STAMP = 1e-6  # seconds: an image stamp this close to a pose stamp uses that pose as is
 MIN_PARALLAX_DEG = 0.3  # rays closer than this to parallel give no usable depth
+MAX_LANDMARKS = 300  # latest triangulated points kept (world frame) to fit later views with
 
 
 class PoseBuffer:
@@ -118,6 +123,7 @@ class TrajectoryScale(FilteredEstimator):
         self.orb = cv2.ORB_create(nfeatures=features)
         self.matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
         self.keyframe: Keyframe | None = None
+        self.landmarks: np.ndarray | None = None  # (N, 3) world points of the latest accepted fits
 
     def add_pose(self, stamp: float, position: np.ndarray, quaternion_xyzw: np.ndarray) -> bool:
         """Buffer one pose of the pose frame in the world (called from a ROS callback thread)."""
@@ -143,6 +149,9 @@ class TrajectoryScale(FilteredEstimator):
             return "first keyframe stored, waiting for baseline"
         baseline = float(np.linalg.norm(pose[:3, 3] - self.keyframe.pose[:3, 3]))
         if baseline < self.min_baseline:
+            tracked = self._track_landmarks(item, pose)
+            if tracked is not None:
+                return tracked
             return Rejection("zero_baseline", f"baseline {baseline:.3f} m < scale.min_baseline")
         kf_px, cur_px = self._match(self.keyframe, current)
         if len(cur_px) < self.min_matches:
@@ -156,10 +165,26 @@ class TrajectoryScale(FilteredEstimator):
                 self.count(reason, amount)
         if len(cur_px) < 2 * self.min_matches:
             self.keyframe = current  # overlap is running out: the next pairs use this frame
+        fresh = pose_points(pose, u, v, z, item.intrinsics)
+        if self.landmarks is not None:  # earlier points, moved into this view, cover more of it
+            old = project_points(transform_points(invert(pose), self.landmarks), item.intrinsics)
+            u, v, z = np.concatenate([u, old.u]), np.concatenate([v, old.v]), np.concatenate([z, old.z])
         result = fit_measurement(self, item, u, v, z, "triangulated matches", "few_matches")
         if isinstance(result, Measurement):
             result.note += f", baseline {baseline:.3f} m"
+            kept = self.landmarks if self.landmarks is not None else fresh[:0]
+            self.landmarks = np.concatenate([kept, fresh])[-MAX_LANDMARKS:]
         return result
+
+    def _track_landmarks(self, item: ScaleInput, pose: np.ndarray) -> Measurement | None:
+        """While the baseline is too short to triangulate: the last triangulated points, moved into
+        the current view with the metric pose, still give metric depths to fit the network to (so
+        the scale follows the network's frame-to-frame changes instead of holding a stale pair)."""
+        if self.landmarks is None:
+            return None
+        projection = project_points(transform_points(invert(pose), self.landmarks), item.intrinsics)
+        result = fit_measurement(self, item, projection.u, projection.v, projection.z, "tracked landmarks")
+        return result if isinstance(result, Measurement) else None
 
     def _match(self, a: Keyframe, b: Keyframe) -> tuple[np.ndarray, np.ndarray]:
         """Mutually consistent ORB matches passing Lowe's ratio test, as pixel arrays."""
@@ -175,6 +200,16 @@ class TrajectoryScale(FilteredEstimator):
     def reset(self) -> None:
         super().reset()
         self.keyframe = None
+        self.landmarks = None
+
+
+def pose_points(
+    pose: np.ndarray, u: np.ndarray, v: np.ndarray, z: np.ndarray, intrinsics: CameraIntrinsics
+) -> np.ndarray:
+    """Pixels (u, v) at depths z of a camera at `pose` -> (N, 3) points in the pose's world frame."""
+    x = (u - intrinsics.cx) * z / intrinsics.fx
+    y = (v - intrinsics.cy) * z / intrinsics.fy
+    return transform_points(pose, np.stack([x, y, z], axis=1))
 
 
 def triangulate(

@@ -16,6 +16,24 @@ def align_scale_shift(pred: np.ndarray, target: np.ndarray, mask: np.ndarray) ->
     return float(scale), float(shift)
 
 
+INVERTED_CORRELATION = -0.1  # below this, a negative fitted scale is a real (inverted) signal, not noise
+
+
+def inverse_depth_fit(prediction: np.ndarray, gt_depth: np.ndarray, mask: np.ndarray) -> tuple[float, float]:
+    """Unconstrained least-squares scale of a relative prediction to 1/gt, and their correlation.
+
+    A negative scale means the output is depth-like where disparity is expected (an inverted
+    model); no node estimator accepts s <= 0, so such a model never becomes metric.
+    """
+    p = prediction[mask].astype(np.float64)
+    g = 1.0 / gt_depth[mask].astype(np.float64)
+    p, g = p - p.mean(), g - g.mean()
+    cov, var_p, var_g = float(p @ g), float(p @ p), float(g @ g)
+    scale = cov / var_p if var_p > 0 else 0.0
+    corr = cov / np.sqrt(var_p * var_g) if var_p > 0 and var_g > 0 else 0.0
+    return scale, float(corr)
+
+
 def depth_metrics(pred: np.ndarray, gt: np.ndarray, mask: np.ndarray) -> dict[str, float]:
     """Standard metrics between predicted and ground-truth depth (metres) on `mask`."""
     p, g = pred[mask].astype(np.float64), gt[mask].astype(np.float64)
