@@ -68,9 +68,9 @@ def test_shared_options_have_one_default_everywhere():
             name: action.default
             for name, parser in COMMANDS.items()
             for action in parser._actions
-            # None: the command layers the option on a node params file (`bag --params-file`), whose
-            # own default is the node's
-            if action.dest == dest and not action.required and action.default is not None
+            # None / "": no model of its own (`bag` layers the option on a node params file whose
+            # default is the node's; `eval-scale` simulates the network unless --model is given)
+            if action.dest == dest and not action.required and action.default
         }
         assert set(defaults.values()) == {node_default}, f"--{dest} defaults differ: {defaults}"
 

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from scale_data import visp_or_skip
 
-from mde_ros.config import scale_config
+from mde_ros.config import FilterConfig, scale_config
 from mde_ros.geometry import CameraIntrinsics
 from mde_ros.scale.base import HOLDING, METRIC, RELATIVE, ScaleInput
 from mde_ros.scale.evaluate import (
@@ -208,15 +208,20 @@ def test_inverse_depth_convention_not_depth_affine(rng):
     )
 
 
+def node_default_filter() -> ScaleFilter:
+    defaults = FilterConfig()
+    return ScaleFilter(defaults.time_constant, defaults.max_jump)
+
+
 def test_filter_follows_a_drifting_network():
     """A relative network's affine map moves 1 %/frame; precise fits of it are followed, not averaged away."""
     rng = np.random.default_rng(4)
-    f = ScaleFilter()  # the node's defaults: time constant 2 s
+    f = node_default_filter()  # time constant 2 s
     for i in range(40):
         true = 2.0 * math.exp(0.01 * i)
         assert f.update(i / 30, true * math.exp(0.004 * rng.standard_normal()), 0.1 * true, 0.004) is None
     assert abs(f.scale / true - 1) < 0.02 and f.uncertainty < 0.02
-    steady = ScaleFilter()  # a steady network with noisy fits is still smoothed
+    steady = node_default_filter()  # a steady network with noisy fits is still smoothed
     scales = []
     for i in range(90):
         steady.update(i / 30, 2.0 * math.exp(0.03 * rng.standard_normal()), 0.2, 0.03)
@@ -226,7 +231,7 @@ def test_filter_follows_a_drifting_network():
 
 def test_filter_gates_jumps_of_the_published_depth_not_of_s():
     """s and t trade off: s 40 % up with t down to match is no jump of the depth at the points."""
-    f = ScaleFilter(max_jump=0.3)
+    f = ScaleFilter(FilterConfig().time_constant, max_jump=0.3)
     assert f.update(0.0, 2.0, 0.2, 0.01, anchor=1.0) is None  # b = 0.1: 1/z = 2.2 at d = 1
     s = 2.8
     t = 2.2 - s  # 1/z = s d + t is still 2.2 at d = 1
@@ -238,7 +243,7 @@ def test_filter_gates_jumps_of_the_published_depth_not_of_s():
 def test_sparse_follows_the_scale_with_the_shift_held_when_points_span_one_depth(rng):
     """Points on a fronto-parallel wall cannot separate s from t: s is re-fitted with b held, not held."""
     depth = _scene_depth()
-    estimator = create_estimator({"mode": "sparse"})
+    estimator = create_estimator(scale_config({"mode": "sparse"}))
     estimator.add_sparse_points(0.0, _points(depth, rng))
     first = estimator.update(ScaleInput(simulate_relative(depth, rng), None, K, 0.0, "disparity"))
     assert first.status == METRIC

@@ -217,7 +217,7 @@ def test_trajectory_follows_the_network_while_the_camera_stands_still(castle_sim
     """No baseline to triangulate: the last triangulated points, moved with the pose, keep the scale
     following the network's drifting affine map instead of holding a stale pair."""
     rng = np.random.default_rng(5)
-    estimator = create_estimator({"mode": "trajectory"})
+    estimator = create_estimator(scale_config({"mode": "trajectory"}))
     assert run_sequence(estimator, castle_simu, rng).states[-1].status == METRIC
     # the camera goes back to where the current keyframe was taken and stands there
     poses = [invert(f.pose_cam_obj) for f in castle_simu]
