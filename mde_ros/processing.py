@@ -5,6 +5,7 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from .errors import InvalidInputError
 from .models.spec import DISPARITY, METRIC, METRIC_CANONICAL, ModelSpec
 
 
@@ -27,6 +28,29 @@ def network_size(height: int, width: int, short_side: int, multiple: int) -> tup
     return snap(height * scale), short_side
 
 
+# Bounds on the work per frame: the network's cost grows with its input's long side (a 640x4
+# image scaled to a 518 short side asked ONNX Runtime for 6 GB in the first attention MatMul).
+MAX_ASPECT_RATIO = 8.0  # images more elongated than 8:1 are refused (`extreme_aspect_ratio`)
+MAX_LONG_SIDE_FACTOR = 2  # network long side <= 2 x input_size; the short side shrinks to fit
+
+
+class FrameShapeError(InvalidInputError):
+    reason = "extreme_aspect_ratio"
+
+
+def limit_network_size(
+    size: tuple[int, int], height: int, width: int, short_side: int, multiple: int
+) -> tuple[int, int]:
+    """`size` from network_size, bounded: refuse absurd aspect ratios, cap the long side."""
+    if max(height, width) > MAX_ASPECT_RATIO * min(height, width):
+        raise FrameShapeError(f"image {width}x{height} is more elongated than {MAX_ASPECT_RATIO:g}:1")
+    limit = MAX_LONG_SIDE_FACTOR * max(multiple, round(short_side / multiple) * multiple)
+    factor = limit / max(size)
+    if factor >= 1.0:
+        return size
+    return tuple(max(multiple, int(side * factor) // multiple * multiple) for side in size)
+
+
 class Preprocessor:
     """RGB uint8 HxWx3 -> normalised float32 [1,3,h,w], reusing one output buffer per size."""
 
@@ -40,7 +64,8 @@ class Preprocessor:
         self._buffer: np.ndarray | None = None
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
-        return network_size(height, width, self.short_side, self.spec.patch_multiple)
+        size = network_size(height, width, self.short_side, self.spec.patch_multiple)
+        return limit_network_size(size, height, width, self.short_side, self.spec.patch_multiple)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         net_h, net_w = self.input_size(*rgb.shape[:2])

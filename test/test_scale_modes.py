@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from scale_data import evo_data, read_tum, visp_or_skip
+from scale_data import evo_data, read_tum, visp_data
 
 from mde_ros.scale.base import HOLDING, METRIC, RELATIVE, ScaleInput
 from mde_ros.scale.evaluate import TRUE_SCALE, ground_scene, jitter, run_sequence, simulate_relative
@@ -19,7 +19,7 @@ IDENTITY_Q = np.array([0.0, 0.0, 0.0, 1.0])
 
 @pytest.fixture(scope="module")
 def castle_simu():
-    return visp_or_skip().castle_simu_frames(indices=list(range(1, 17)))
+    return visp_data().castle_simu_frames(indices=list(range(1, 17)))
 
 
 def test_pose_buffer_rejects_bad_poses():

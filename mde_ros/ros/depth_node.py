@@ -13,13 +13,13 @@ from __future__ import annotations
 import sys
 import threading
 import time
+from dataclasses import replace
 from typing import Any
 
 import rclpy
 from rcl_interfaces.msg import SetParametersResult
-from rclpy._rclpy_pybind11 import RCLError
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image, PointCloud2
 
@@ -29,11 +29,13 @@ from ..pipeline import DepthPipeline, Frame
 from ..processing import colorize
 from ..scale.base import ScaleEstimator
 from ..scale.factory import create_estimator
+from ..scale.timeline import ScaleTimelines, current_counters
 from . import diagnostics as diag
 from .image_conversion import ImageInputError, ImageWriter, rgb_from_msg
 from .parameters import PARAMETERS, declare_all, scale_config, validate
 from .pointcloud import CloudPacker
 from .qos import input_qos, output_qos
+from .runtime import GuardedSpin, StartupError, check_engine_dir, init_ros
 from .scale_topics import attach_scale_inputs
 
 NODE_NAME = "depth_node"
@@ -41,10 +43,6 @@ LOG_PERIOD_S = 5.0  # throttle for repeated warnings, per reason
 # Scale modes whose estimator learns from every frame: never skip inference for them.
 PASSIVE_SCALE_MODES = ("none", "fixed")
 DYNAMIC = tuple(p.name for p in PARAMETERS if not p.read_only)
-
-
-class StartupError(MdeRosError):
-    """Bad parameters at start-up."""
 
 
 class Throttle:
@@ -73,6 +71,7 @@ def build_pipeline(params: dict[str, Any], scale: ScaleEstimator) -> DepthPipeli
     from ..inference.factory import create_backend
     from ..models.resolve import resolve_onnx
 
+    check_engine_dir(params["engine_dir"])
     engine_dir = params["engine_dir"] or None
     onnx_path = resolve_onnx(params["model"], engine_dir)
     backend = create_backend(
@@ -115,7 +114,8 @@ class DepthNode(Node):
         from diagnostic_msgs.msg import DiagnosticArray
 
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        attach_scale_inputs(self, self.estimator, config, qos_in)
+        self.timelines = ScaleTimelines(self.estimator, self.throttle.warn)
+        attach_scale_inputs(self, self.estimator, config, qos_in, self.timelines)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_in)
@@ -144,6 +144,8 @@ class DepthNode(Node):
 
     def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
         problems = validate({p.name: p.value for p in parameters})
+        if any(not p.name for p in parameters):  # rclpy would take '' as a declared name
+            problems.append("a parameter name must not be empty")
         return SetParametersResult(successful=not problems, reason="; ".join(problems))
 
     def _after_set_parameters(self, parameters: list[Any]) -> None:
@@ -170,6 +172,8 @@ class DepthNode(Node):
                 self.stats.on_bad_input(reason)
                 self.throttle.warn(reason, f"frame skipped ({reason}): {exc}")
             except Exception as exc:  # never let one frame kill the worker
+                if self._stop:  # shutting down: the context may already be gone
+                    return
                 self.stats.on_bad_input("processing_error")
                 self.throttle.warn("processing_error", f"frame skipped, processing failed: {exc!r}")
 
@@ -191,6 +195,8 @@ class DepthNode(Node):
             return
         p = self.params
         stamp = msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9
+        self.timelines.observe("image", stamp)  # candidate images are still processed
+        self.timelines.apply_pending_reset()
         result = self.pipeline.process(
             Frame(rgb, intrinsics, stamp), want["points"], p["points.stride"], p["points.max_range"]
         )
@@ -271,10 +277,14 @@ class DepthNode(Node):
         statuses = [
             diag.pipeline_status(name, backend.describe(), snap, info, waiting),
             diag.scale_status(
-                name, backend.describe(), self.pipeline.scale_status, self.scale_mode, self.estimator.state
+                name, backend.describe(), self.pipeline.scale_status, self.scale_mode, self._scale_state()
             ),
         ]
         self.pub_diag.publish(diag.diagnostic_array(self.get_clock().now().to_msg(), statuses))
+
+    def _scale_state(self) -> Any:
+        """The last frame's scale state with the rejection counters as of now."""
+        return replace(self.estimator.state, counters=current_counters(self.estimator, self.timelines))
 
     def close(self) -> None:
         with self._condition:
@@ -289,22 +299,20 @@ def _lap(start: float) -> float:
 
 
 def main(args: list[str] | None = None) -> int:
-    rclpy.init(args=args)
     try:
+        init_ros(args)
         node = DepthNode()
-    except (MdeRosError, ParameterException) as exc:
+    except (MdeRosError, ParameterException, OSError) as exc:
         print(f"{NODE_NAME}: error: {exc}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
         return 2
     executor = SingleThreadedExecutor()
     executor.add_node(node)
+    # Our signal handlers only stop the loop: the worker is stopped before the context goes.
+    spinner = GuardedSpin(executor, node.get_logger(), node.stats.on_bad_input)
+    spinner.install_signal_handlers()
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RCLError:
-        if rclpy.ok():  # after SIGTERM the executor may see the already-shut-down context
-            raise
+        spinner.spin(rclpy.ok)
     finally:
         node.close()
         executor.shutdown()

@@ -23,25 +23,33 @@ def pose_arrays(pose: Any) -> tuple[np.ndarray, np.ndarray]:
     return np.array([p.x, p.y, p.z], np.float64), np.array([q.x, q.y, q.z, q.w], np.float64)
 
 
-def attach_scale_inputs(node: Any, estimator: Any, config: dict[str, Any], qos: Any) -> list[Any]:
-    """Create the subscriptions the estimator's mode needs (relative topic names); returns them."""
+def attach_scale_inputs(
+    node: Any, estimator: Any, config: dict[str, Any], qos: Any, timelines: Any = None
+) -> list[Any]:
+    """Create the subscriptions the estimator's mode needs (relative topic names); returns them.
+
+    Every message passes its input's time line first (`mde_ros.scale.timeline`); a message the
+    estimator refuses is logged with its reason (throttled per reason by `node.throttle`).
+    """
     c = {**DEFAULTS, **flatten(config)}
     subscriptions = []
     if hasattr(estimator, "add_pose"):
-        if c["pose_type"] == "pose":
-            from geometry_msgs.msg import PoseStamped
+        topic = "pose" if c["pose_type"] == "pose" else "odom"
 
-            def on_pose(msg: PoseStamped) -> None:
-                estimator.add_pose(stamp_seconds(msg.header.stamp), *pose_arrays(msg.pose))
+        def on_pose(msg: Any) -> None:
+            stamp = stamp_seconds(msg.header.stamp)
+            if timelines is not None and not timelines.observe(topic, stamp):
+                return
+            pose = msg.pose if topic == "pose" else msg.pose.pose
+            if not estimator.add_pose(stamp, *pose_arrays(pose)):
+                reason = estimator.last_rejection or "rejected"
+                node.throttle.warn(f"{topic}_{reason}", f"{topic}: pose at {stamp:.3f} s refused ({reason})")
 
-            subscriptions.append(node.create_subscription(PoseStamped, "pose", on_pose, qos))
+        if topic == "pose":
+            from geometry_msgs.msg import PoseStamped as pose_type
         else:
-            from nav_msgs.msg import Odometry
-
-            def on_odom(msg: Odometry) -> None:
-                estimator.add_pose(stamp_seconds(msg.header.stamp), *pose_arrays(msg.pose.pose))
-
-            subscriptions.append(node.create_subscription(Odometry, "odom", on_odom, qos))
+            from nav_msgs.msg import Odometry as pose_type
+        subscriptions.append(node.create_subscription(pose_type, topic, on_pose, qos))
     if hasattr(estimator, "add_sparse_points"):
         from sensor_msgs.msg import PointCloud2
 
@@ -50,11 +58,17 @@ def attach_scale_inputs(node: Any, estimator: Any, config: dict[str, Any], qos: 
         def on_points(msg: PointCloud2) -> None:
             try:
                 points = xyz_from_cloud(msg).reshape(-1, 3)
-            except (ValueError, KeyError) as exc:  # malformed cloud: count it, keep the last good one
+            except (ValueError, KeyError, IndexError, TypeError) as exc:  # count it, keep the last good one
                 estimator.count("bad_point_cloud")
-                node.get_logger().warning(f"sparse_points: {exc}", throttle_duration_sec=5.0)
+                node.throttle.warn("bad_point_cloud", f"sparse_points: unusable cloud ({exc})")
                 return
-            estimator.add_sparse_points(stamp_seconds(msg.header.stamp), points)
+            if not len(points):  # e.g. an organized cloud of height 0: nothing to fit
+                estimator.count("empty_point_cloud")
+                node.throttle.warn("empty_point_cloud", "sparse_points: empty cloud ignored")
+                return
+            stamp = stamp_seconds(msg.header.stamp)
+            if timelines is None or timelines.observe("sparse_points", stamp):
+                estimator.add_sparse_points(stamp, points)
 
         subscriptions.append(node.create_subscription(PointCloud2, "sparse_points", on_points, qos))
     return subscriptions
