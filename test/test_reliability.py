@@ -146,3 +146,17 @@ def test_engine_dir_must_be_a_folder(tmp_path):
         check_engine_dir(str(a_file))
     with pytest.raises(StartupError, match="cannot be created"):
         check_engine_dir(str(a_file / "engines"))
+
+
+def test_stamp_gaps_estimate_frames_lost_before_the_callback():
+    from mde_ros.scale.timeline import StampGaps
+
+    gaps = StampGaps()
+    stamps = [i / 30 for i in range(20)] + [i / 30 for i in range(23, 40)] + [i / 30 for i in range(44, 50)]
+    assert [gaps.observe(s) for s in stamps].count(0) == len(stamps) - 2
+    assert gaps.missed == 3 + 4
+    assert gaps.observe(0.0) == 0 and gaps.observe(100.0) == 0  # time jumps are not gaps
+    jitter = StampGaps()
+    for i in range(40):
+        jitter.observe(i / 30 + (0.01 if i % 2 else -0.01))
+    assert jitter.missed == 0

@@ -243,6 +243,18 @@ def test_diagnostics_content(ros):
 
 
 @pytest.mark.ros
+def test_frames_lost_before_the_node_are_estimated_from_stamp_gaps(ros):
+    _, client = ros
+    key = "frames lost before the node (stamp gaps, estimate)"
+    before = int(client.fresh_diagnostics(NODE)["pipeline"][key])
+    for _ in range(6):  # a steady camera: one frame every 0.5 s
+        assert client.wait_for("depth/image", stamped(send(client))) is not None
+    _stamp[0] += 1.0  # two frames the camera sent never reached the node
+    assert client.wait_for("depth/image", stamped(send(client))) is not None
+    assert int(client.fresh_diagnostics(NODE)["pipeline"][key]) - before == 2
+
+
+@pytest.mark.ros
 @pytest.mark.slow
 def test_overload_drops_frames_and_answers_the_newest(tiny_onnx, tmp_path):
     """A camera burst far faster than the model: older frames are dropped and declared, the

@@ -29,7 +29,7 @@ from ..pipeline import DepthPipeline, Frame
 from ..processing import colorize
 from ..scale.base import ScaleEstimator
 from ..scale.factory import create_estimator
-from ..scale.timeline import ScaleTimelines, current_counters
+from ..scale.timeline import ScaleTimelines, StampGaps, current_counters
 from . import diagnostics as diag
 from .image_conversion import ImageInputError, ImageWriter, rgb_from_msg
 from .parameters import PARAMETERS, declare_all, scale_config, validate
@@ -115,6 +115,7 @@ class DepthNode(Node):
 
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
         self.timelines = ScaleTimelines(self.estimator, self.throttle.warn)
+        self._gaps = StampGaps()  # images DDS lost before our callback (keep-last 1 input QoS)
         attach_scale_inputs(self, self.estimator, config, qos_in, self.timelines)
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
@@ -141,6 +142,7 @@ class DepthNode(Node):
             self._pending = (msg, time.monotonic())
             self._condition.notify()
         self.stats.on_received(replaced)
+        self._gaps.observe(msg.header.stamp.sec + msg.header.stamp.nanosec * 1e-9)
 
     def _on_set_parameters(self, parameters: list[Any]) -> SetParametersResult:
         problems = validate({p.name: p.value for p in parameters})
@@ -272,6 +274,7 @@ class DepthNode(Node):
             "model": spec.name,
             "model convention": spec.convention,
             "input size": str(self.pipeline.input_size),
+            "frames lost before the node (stamp gaps, estimate)": str(self._gaps.missed),
         }
         name = self.get_fully_qualified_name()
         statuses = [

@@ -135,3 +135,30 @@ def current_counters(estimator: Any, timelines: ScaleTimelines | None = None) ->
     if timelines is not None:
         counters.update(timelines.snapshot())
     return counters
+
+
+class StampGaps:
+    """Estimates frames lost before a callback (e.g. DDS replaced them) from gaps in the stamps.
+
+    The period is the median of the recent stamp intervals; an interval of n periods (n >= 2,
+    rounded) means n - 1 frames never arrived. An estimate: it assumes a steady camera rate and
+    counts nothing across time jumps (those are the time lines' business).
+    """
+
+    def __init__(self, window: int = 30) -> None:
+        self.window = window
+        self._intervals: list[float] = []
+        self._last: float | None = None
+        self.missed = 0
+
+    def observe(self, stamp: float) -> int:
+        """Record one received stamp; returns the frames estimated missing just before it."""
+        last, self._last = self._last, stamp
+        if last is None or not math.isfinite(stamp) or not 0.0 < stamp - last < JUMP_AHEAD_S:
+            return 0
+        interval = stamp - last
+        period = sorted(self._intervals)[len(self._intervals) // 2] if len(self._intervals) >= 5 else 0.0
+        self._intervals = (self._intervals + [interval])[-self.window :]
+        missing = round(interval / period) - 1 if period > 0 and interval > 1.5 * period else 0
+        self.missed += missing
+        return missing
