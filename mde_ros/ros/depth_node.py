@@ -309,6 +309,9 @@ def main(args: list[str] | None = None) -> int:
         print(f"{NODE_NAME}: error: {exc}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while the model loads or exports: not an error
+        rclpy.try_shutdown()
+        return 130
     executor = SingleThreadedExecutor()
     executor.add_node(node)
     # Our signal handlers only stop the loop: the worker is stopped before the context goes.
