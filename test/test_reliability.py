@@ -160,3 +160,14 @@ def test_stamp_gaps_estimate_frames_lost_before_the_callback():
     for i in range(40):
         jitter.observe(i / 30 + (0.01 if i % 2 else -0.01))
     assert jitter.missed == 0
+
+
+def test_an_image_loop_leaves_a_fixed_scale_alone():
+    from mde_ros.scale.base import FixedScale
+
+    fixed = FixedScale(2.0)
+    lines = ScaleTimelines(fixed, lambda reason, message: None)
+    for stamp in (10.0, 11.0, 12.0, 0.0, 0.1):
+        lines.observe("image", stamp)
+    assert lines.apply_pending_reset() == "image_time_jump_back"
+    assert fixed.state.is_metric and fixed.state.scale == 2.0

@@ -114,7 +114,7 @@ class ScaleTimelines:
         """Reset the estimator's filter state if a jump back asked for it; returns the reason."""
         with self._lock:
             reason, self._pending_reset = self._pending_reset, None
-        if reason is not None:
+        if reason is not None and hasattr(self.estimator, "filter"):  # fixed / none learn nothing
             self.estimator.reset()
         return reason
 
