@@ -113,7 +113,8 @@ def test_invalid_parameter_type_codes_do_not_kill_the_node(ros):
         _raw_set_parameters(client, [Parameter(name="points.stride", value=ParameterValue(type=code))])
     assert counted(client, "pipeline", "bad input: callback_exception", 2), node.output()
     out = node.output()
-    assert out.count("Traceback") == 1 and "99 is not a valid Parameter.Type" in out, out
+    # Two clients, two requests in any order: one traceback for both (same type, same place).
+    assert out.count("Traceback") == 1 and "is not a valid Parameter.Type" in out, out
     assert node.proc.poll() is None and answered(client), out
 
 
