@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 
 from .config import PREPROCESS_MODES
+from .errors import InvalidInputError
 from .models.spec import DISPARITY, METRIC, METRIC_CANONICAL, ModelSpec
 
 # `preprocess` choices: `fast` rounds each side to the nearest multiple (aspect closest to the
@@ -38,6 +39,29 @@ def network_size(
     if height <= width:
         return short_side, snap(width * scale)
     return snap(height * scale), short_side
+
+
+# Bounds on the work per frame: the network's cost grows with its input's long side (a 640x4
+# image scaled to a 518 short side asked ONNX Runtime for 6 GB in the first attention MatMul).
+MAX_ASPECT_RATIO = 8.0  # images more elongated than 8:1 are refused (`extreme_aspect_ratio`)
+MAX_LONG_SIDE_FACTOR = 2  # network long side <= 2 x input_size; the short side shrinks to fit
+
+
+class FrameShapeError(InvalidInputError):
+    reason = "extreme_aspect_ratio"
+
+
+def limit_network_size(
+    size: tuple[int, int], height: int, width: int, short_side: int, multiple: int
+) -> tuple[int, int]:
+    """`size` from network_size, bounded: refuse absurd aspect ratios, cap the long side."""
+    if max(height, width) > MAX_ASPECT_RATIO * min(height, width):
+        raise FrameShapeError(f"image {width}x{height} is more elongated than {MAX_ASPECT_RATIO:g}:1")
+    limit = MAX_LONG_SIDE_FACTOR * max(multiple, round(short_side / multiple) * multiple)
+    factor = limit / max(size)
+    if factor >= 1.0:
+        return size
+    return tuple(max(multiple, int(side * factor) // multiple * multiple) for side in size)
 
 
 def _lower_bound_size(height: int, width: int, target: int, multiple: int) -> tuple[int, int]:
@@ -73,7 +97,8 @@ class Preprocessor:
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
         rounding = "lower_bound" if self.mode == "reference" else "nearest"
-        return network_size(height, width, self.short_side, self.spec.patch_multiple, rounding)
+        size = network_size(height, width, self.short_side, self.spec.patch_multiple, rounding)
+        return limit_network_size(size, height, width, self.short_side, self.spec.patch_multiple)
 
     def __call__(self, rgb: np.ndarray) -> np.ndarray:
         if self.mode == "reference":

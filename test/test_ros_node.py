@@ -265,25 +265,25 @@ def test_bad_input_is_counted_and_node_keeps_serving(ros, reason, bad, log):
     node, client = ros
     before = client.fresh_diagnostics(NODE)["pipeline"].get(f"bad input: {reason}", "0")
     bad_stamp = send(client, **bad)
-    time.sleep(0.3)  # let the worker take the bad frame before the good one replaces it
-    good_stamp = send(client)
-    assert client.wait_for("depth/relative", stamped(good_stamp)) is not None, node.output()
-    assert client.wait_for("depth/relative", stamped(bad_stamp), timeout=0.1) is None
-    assert node.wait_for_output(log), node.output()
 
     def counted() -> bool:
         diag = client.fresh_diagnostics(NODE)
         return int(diag["pipeline"].get(f"bad input: {reason}", "0")) > int(before)
 
-    assert wait_until(counted, 5.0), client.fresh_diagnostics(NODE)
+    # Paced by the node: the good frame goes out once the bad one was taken (and counted).
+    assert wait_until(counted, 10.0), client.fresh_diagnostics(NODE)
+    assert node.wait_for_output(log), node.output()
+    good_stamp = send(client)
+    assert client.wait_for("depth/relative", stamped(good_stamp)) is not None, node.output()
+    assert client.wait_for("depth/relative", stamped(bad_stamp), timeout=0.1) is None
     assert node.proc.poll() is None
 
 
 @pytest.mark.ros
 def test_diagnostics_content(ros):
     _, client = ros
-    for _ in range(3):
-        send(client)
+    for _ in range(3):  # each one answered before the next: none is dropped
+        assert client.wait_for("depth/relative", stamped(send(client))) is not None
     diag = client.fresh_diagnostics(NODE)
     pipeline, scale = diag["pipeline"], diag["scale"]
     assert pipeline["backend"] == "onnxruntime" and pipeline["device"] == "CPUExecutionProvider"
@@ -300,37 +300,53 @@ def test_diagnostics_content(ros):
 
 
 @pytest.mark.ros
+def test_frames_lost_before_the_node_are_estimated_from_stamp_gaps(ros):
+    _, client = ros
+    key = "frames lost before the node (stamp gaps, estimate)"
+    before = int(client.fresh_diagnostics(NODE)["pipeline"][key])
+    for _ in range(6):  # a steady camera: one frame every 0.5 s
+        assert client.wait_for("depth/relative", stamped(send(client))) is not None
+    _stamp[0] += 1.0  # two frames the camera sent never reached the node
+    assert client.wait_for("depth/relative", stamped(send(client))) is not None
+    assert int(client.fresh_diagnostics(NODE)["pipeline"][key]) - before == 2
+
+
+@pytest.mark.ros
 @pytest.mark.slow
-def test_overload_drops_frames_and_bounds_latency(tiny_onnx, tmp_path):
-    """A model much slower than the camera: older frames are dropped, latency stays ~1 frame."""
+def test_overload_drops_frames_and_answers_the_newest(tiny_onnx, tmp_path):
+    """A camera burst far faster than the model: older frames are dropped and declared, the
+    answers come in stamp order (no backlog) and the newest frame is answered.
+
+    Reliable input with a deep history lets every frame reach the node's callback, so the
+    counts must add up exactly whatever the machine's load (no timing in the assertions)."""
     domain, namespace = random_domain_id(), unique_namespace()
-    node = NodeProcess(node_command(tiny_onnx, namespace, {"input_size": 518}), domain, tmp_path / "node.log")
+    params = {"input_size": 518, "qos.input.reliability": "reliable", "qos.input.depth": 100}
+    node = NodeProcess(node_command(tiny_onnx, namespace, params), domain, tmp_path / "node.log")
     # Only depth/relative is subscribed: the cloud and colour map work must be skipped.
     client = RosClient(domain, namespace, outputs=("depth/relative",))
     try:
         assert client.wait_connected(60), node.output()
-        published: dict[tuple[int, int], float] = {}
         rgb = make_image(H, W)
         info = camera_info(W, H, FX, FY, CX, CY)
-        for i in range(60):
-            hdr = header(5000.0 + i * 0.02, FRAME)
+        stamps = [5000.0 + i * 0.02 for i in range(60)]
+        for stamp in stamps:  # as fast as the client can: a burst
+            hdr = header(stamp, FRAME)
             info.header = hdr
             client.publish(image_msg(rgb, "rgb8", hdr), info)
-            published[(hdr.stamp.sec, hdr.stamp.nanosec)] = time.monotonic()
-            time.sleep(0.02)  # 50 Hz camera
-        last = header(5000.0 + 59 * 0.02, FRAME)
-        assert client.wait_for("depth/relative", lambda m: m.header.stamp == last.stamp, timeout=10), (
-            node.output()
-        )
-        received = client.received["depth/relative"]
-        assert len(received) < 40, "the node processed (almost) every frame: no overload happened"
-        latencies = [t - published[(m.header.stamp.sec, m.header.stamp.nanosec)] for t, m in received]
-        per_frame = min(latencies)
-        assert max(latencies) < 3 * per_frame + 0.5, (latencies, per_frame)
+        assert client.wait_for("depth/relative", stamped(stamps[-1]), timeout=60), node.output()
+        answered = [
+            m.header.stamp.sec + m.header.stamp.nanosec * 1e-9 for m in client.messages("depth/relative")
+        ]
+        assert answered == sorted(answered) and len(answered) < len(stamps), answered
 
+        def all_declared() -> bool:
+            diag = client.fresh_diagnostics(NODE)["pipeline"]
+            received, processed = int(diag["frames received"]), int(diag["frames processed"])
+            return received == len(stamps) and processed + int(diag["frames dropped"]) == received
+
+        assert wait_until(all_declared, 10.0), client.fresh_diagnostics(NODE)
         diag = client.fresh_diagnostics(NODE)["pipeline"]
-        # frames neither processed nor dropped were lost by best-effort DDS before the callback
-        assert int(diag["frames dropped"]) >= (60 - len(received)) // 2, diag
+        assert int(diag["frames processed"]) == len(answered), (diag, answered)
         assert "time points (ms)" not in diag and "time publish colorized (ms)" not in diag, diag
     finally:
         client.close()

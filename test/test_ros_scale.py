@@ -16,6 +16,7 @@ from ros_helpers import (  # fmt: skip
     node_command,
     random_domain_id,
     unique_namespace,
+    wait_until,
 )
 
 from mde_ros.geometry.pointcloud import POINT_DTYPE
@@ -97,7 +98,8 @@ def test_trajectory_mode_reads_odometry_and_counts_bad_poses(tiny_onnx, tmp_path
     from nav_msgs.msg import Odometry
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
-    node, client = _start(tiny_onnx, tmp_path, {"scale.mode": "trajectory"})
+    reliable = {"qos.input.reliability": "reliable", "qos.input.depth": 10}  # every pose arrives
+    node, client = _start(tiny_onnx, tmp_path, {"scale.mode": "trajectory", **reliable})
     try:
         qos = QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
         odom_pub = client.node.create_publisher(Odometry, "odom", qos)
@@ -108,8 +110,14 @@ def test_trajectory_mode_reads_odometry_and_counts_bad_poses(tiny_onnx, tmp_path
             msg.pose.pose.position.x = x
             msg.pose.pose.orientation.w = qw
             odom_pub.publish(msg)
-            time.sleep(0.1)  # the node's input QoS keeps only the latest message
-        time.sleep(0.3)
+        for reason in ("nan_pose", "non_unit_quaternion", "duplicate_stamp"):  # each one logged
+            assert node.wait_for_output(f"refused ({reason})"), node.output()
+
+        def counted_before_any_frame() -> bool:  # /diagnostics counters are live, not per frame
+            scale = client.fresh_diagnostics("depth_node")["scale"]
+            return scale.get("counter: duplicate_stamp") == "1" and scale.get("counter: nan_pose") == "1"
+
+        assert wait_until(counted_before_any_frame, 10.0), client.fresh_diagnostics("depth_node")
         # The good poses left (200.0, 200.15) are further apart than scale.max_pose_gap (0.1 s).
         _send(client, 200.07, make_image(H, W, seed=1))
         assert client.wait_for("depth/relative", _stamped(200.07)) is not None, node.output()
@@ -122,5 +130,61 @@ def test_trajectory_mode_reads_odometry_and_counts_bad_poses(tiny_onnx, tmp_path
         assert client.wait_for("depth/relative", _stamped(200.15)) is not None, node.output()
         scale = client.fresh_diagnostics("depth_node")["scale"]
         assert "keyframe" in scale["detail"] and scale["status"] == "relative", scale
+    finally:
+        _stop(node, client)
+
+
+YEARS = 10 * 365 * 86400.0
+
+
+def _frames_until_metric(client, points_pub, cloud, rgb, stamps) -> int | None:
+    """Send sparse points + a frame per stamp; the 1-based frame at which the scale is metric."""
+    for i, stamp in enumerate(stamps):
+        points_pub.publish(cloud_msg(cloud, header(stamp, FRAME)))
+        time.sleep(0.1)
+        _send(client, stamp, rgb)
+        assert client.wait_for("depth/image", _stamped(stamp), timeout=20.0) is not None
+        if client.fresh_diagnostics("depth_node")["scale"]["status"] == "metric":
+            return i + 1
+    return None
+
+
+@pytest.mark.ros
+def test_sparse_scale_recovers_from_a_future_stamp_and_from_a_loop(tiny_onnx, tmp_path):
+    """One cloud stamped years ahead, then a bag loop back to the first stamps: metric again
+    within a few frames each time, and the diagnostics count both."""
+    from rclpy.qos import QoSProfile, ReliabilityPolicy
+    from sensor_msgs.msg import PointCloud2
+
+    params = {"scale.mode": "sparse", "scale.min_inlier_ratio": 0.5, "qos.input.reliability": "reliable"}
+    node, client = _start(tiny_onnx, tmp_path, {**params, "qos.input.depth": 5})
+    try:
+        qos = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+        points_pub = client.node.create_publisher(PointCloud2, "sparse_points", qos)
+        assert client.wait_connected(60), node.output()
+        rgb = make_image(H, W, seed=5)
+        _send(client, 99.5, rgb)
+        relative = array_from_msg(client.wait_for("depth/image", _stamped(99.5)))
+        v, u = np.nonzero(np.isfinite(relative))
+        pick = np.random.default_rng(0).choice(v.size, 300, replace=False)
+        v, u = v[pick], u[pick]
+        z = 3.0 * relative[v, u]
+        cloud = np.zeros(z.size, POINT_DTYPE)
+        cloud["x"], cloud["y"], cloud["z"] = (u - CX) * z / FX, (v - CY) * z / FY, z
+        first = [100.0, 100.5, 101.0, 101.5]
+        assert _frames_until_metric(client, points_pub, cloud, rgb, first) is not None, node.output()
+
+        points_pub.publish(cloud_msg(cloud, header(101.5 + YEARS, FRAME)))  # a clock glitch
+        later = [102.0, 102.5, 103.0, 103.5]
+        assert (_frames_until_metric(client, points_pub, cloud, rgb, later) or 9) <= 2, node.output()
+
+        assert (_frames_until_metric(client, points_pub, cloud, rgb, first) or 9) <= 3, node.output()
+        depth = array_from_msg(client.messages("depth/image")[-1])
+        both = np.isfinite(depth) & np.isfinite(relative)
+        assert np.median(depth[both] / relative[both]) == pytest.approx(3.0, rel=0.02)
+        scale = client.fresh_diagnostics("depth_node")["scale"]
+        for key in ("sparse_points_stamp_outlier", "sparse_points_time_jump_back", "image_time_jump_back"):
+            assert int(scale.get(f"counter: {key}", "0")) >= 1, (key, scale)
+        assert node.wait_for_output("sparse_points: time jumped back"), node.output()
     finally:
         _stop(node, client)

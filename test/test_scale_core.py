@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from scale_data import visp_or_skip
+from scale_data import visp_data
 
 from mde_ros.config import FilterConfig, scale_config
 from mde_ros.geometry import CameraIntrinsics
@@ -79,7 +79,7 @@ def test_sparse_target_200_points_10_percent_outliers():
 
 def test_sparse_on_real_castel_depth():
     """Real SR300 depth: sparse points from it, an affine-in-inverse-depth 'model', recovery."""
-    visp = visp_or_skip()
+    visp = visp_data()
     frames = visp.castel_frames(indices=[0, 5, 10, 15, 20])
     rng = np.random.default_rng(3)
     result = run_sequence(create_estimator(scale_config({"mode": "sparse"})), frames, rng)

@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 import pytest
-from scale_data import evo_data, read_tum, visp_or_skip
+from scale_data import evo_data, read_tum, visp_data
 
 from mde_ros.config import scale_config
 from mde_ros.scale.base import HOLDING, METRIC, RELATIVE, ScaleInput
@@ -27,7 +27,7 @@ IDENTITY_Q = np.array([0.0, 0.0, 0.0, 1.0])
 
 @pytest.fixture(scope="module")
 def castle_simu():
-    return visp_or_skip().castle_simu_frames(indices=list(range(1, 17)))
+    return visp_data().castle_simu_frames(indices=list(range(1, 17)))
 
 
 def test_pose_buffer_rejects_bad_poses():
@@ -200,7 +200,7 @@ def test_eval_scale_runs_the_network_next_to_perfect_depth_and_the_oracle(tiny_o
     """`mde-ros eval-scale --model` on real castel frames through ONNX Runtime: three rows per mode."""
     from mde_ros.cli import main
 
-    visp_or_skip()
+    visp_data()  # fails with the reason when the sample data cannot be had
     args = ["eval-scale", "--model", tiny_onnx, "--sequence", "castel", "--frames", "4", "--input-size", "56"]
     assert main(args) == 0
     lines = capsys.readouterr().out.splitlines()

@@ -365,7 +365,7 @@ class _Run:
         elif role == ROLE_SPARSE:
             problem = feed_sparse_points(self.pipeline.scale, msg)
             if problem:
-                log.debug("sparse points skipped: %s", problem)
+                log.debug("sparse points skipped: %s", problem[1])
 
     def _image(self, msg: Any, timestamp: int) -> None:
         self.summary.frames += 1

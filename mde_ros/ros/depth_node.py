@@ -18,13 +18,13 @@ import sys
 import threading
 import time
 import traceback
+from dataclasses import replace
 from typing import Any
 
 import rclpy
 from rcl_interfaces.msg import SetParametersResult
-from rclpy._rclpy_pybind11 import RCLError
 from rclpy.exceptions import ParameterException
-from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
+from rclpy.executors import SingleThreadedExecutor
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 
@@ -35,6 +35,7 @@ from ..pipeline import Frame
 from ..pipeline_factory import build_pipeline
 from ..scale.base import ScaleEstimator
 from ..scale.factory import create_estimator
+from ..scale.timeline import ScaleTimelines, StampGaps, current_counters
 from . import diagnostics as diag
 from .camera_info import check_image_size, intrinsics_from_info
 from .image_conversion import rgb_from_msg
@@ -44,6 +45,7 @@ from .node_help import help_text, wants_help
 from .outputs import DepthOutputs, MetricNotice
 from .parameters import PARAMETERS, declare_all, node_config, validate
 from .qos import endpoint_qos, overridable
+from .runtime import GuardedSpin, StartupError, check_engine_dir, init_ros
 from .scale_topics import attach_scale_inputs, stamp_seconds
 
 NODE_NAME = "depth_node"
@@ -51,10 +53,6 @@ LOG_PERIOD_S = 5.0  # throttle for repeated warnings, per reason
 # Scale modes whose estimator learns from every frame: never skip inference for them.
 PASSIVE_SCALE_MODES = ("none", "fixed")
 DYNAMIC = tuple(p.name for p in PARAMETERS if not p.read_only)
-
-
-class StartupError(MdeRosError):
-    """Bad parameters at start-up."""
 
 
 class Throttle:
@@ -87,6 +85,8 @@ class DepthNode(Node):
         self._log_bridge = LogBridge(self.get_logger())  # the library's log lines reach /rosout
         self.params = declare_all(self)
         self._settings_lock = threading.Lock()
+        self.stats = diag.NodeStats()  # before configure(): the spin loop counts into it
+        self.throttle = Throttle(self.get_logger())
         self.active = not self.MANAGED  # frames are taken only while active
         if not self.MANAGED:
             self.configure()
@@ -100,9 +100,8 @@ class DepthNode(Node):
         s = self._settings
         self.scale_mode = s.scale.mode
         self.estimator = create_scale_estimator(s.scale)
+        check_engine_dir(s.model.engine_dir)
         self.pipeline = build_pipeline(s, self.estimator)
-        self.stats = diag.NodeStats()
-        self.throttle = Throttle(self.get_logger())
         self._pending: tuple[Image, float] | None = None
         self._camera_info: CameraInfo | None = None
         self._intrinsics_cache: tuple[CameraInfo, CameraIntrinsics] | None = None
@@ -117,7 +116,9 @@ class DepthNode(Node):
         from diagnostic_msgs.msg import DiagnosticArray
 
         self.pub_diag = self.create_publisher(DiagnosticArray, "/diagnostics", 10)
-        attach_scale_inputs(self, self.estimator, s.scale, qos_in, **overridable())
+        self.timelines = ScaleTimelines(self.estimator, self.throttle.warn)
+        self._gaps = StampGaps()  # images DDS lost before our callback (keep-last 1 input QoS)
+        attach_scale_inputs(self, self.estimator, s.scale, qos_in, self.timelines, **overridable())
         self.add_on_set_parameters_callback(self._on_set_parameters)
         self.add_post_set_parameters_callback(self._after_set_parameters)
         self.create_subscription(CameraInfo, "camera_info", self._on_camera_info, qos_in, **overridable())
@@ -147,6 +148,7 @@ class DepthNode(Node):
             self._pending = (msg, time.monotonic())
             self._condition.notify()
         self.stats.on_received(replaced)
+        self._gaps.observe(stamp_seconds(msg.header.stamp))
 
     @property
     def settings(self) -> NodeConfig:
@@ -162,6 +164,8 @@ class DepthNode(Node):
                 with_values(self.settings, _dynamic(changes))
             except (TypeError, ValueError) as exc:
                 problems = [str(exc)]
+        if any(not p.name for p in parameters):  # rclpy would take '' as a declared name
+            problems.append("a parameter name must not be empty")
         return SetParametersResult(successful=not problems, reason="; ".join(problems))
 
     def _after_set_parameters(self, parameters: list[Any]) -> None:
@@ -190,6 +194,8 @@ class DepthNode(Node):
                 self.stats.on_bad_input("processing_error")
                 self.throttle.warn("processing_error", f"frame skipped, processing failed: {exc}")
             except Exception as exc:  # a bug: make it visible, count it, keep serving
+                if self._stop:  # shutting down: the context may already be gone
+                    return
                 self._on_internal_error(exc)
 
     def _on_internal_error(self, exc: Exception) -> None:
@@ -221,7 +227,10 @@ class DepthNode(Node):
             self.stats.on_skipped()
             return
         self.pipeline.depth_max = s.depth.max
-        frame = Frame(rgb, intrinsics, stamp_seconds(msg.header.stamp))
+        stamp = stamp_seconds(msg.header.stamp)
+        self.timelines.observe("image", stamp)  # candidate images are still processed
+        self.timelines.apply_pending_reset()
+        frame = Frame(rgb, intrinsics, stamp)
         result = self.pipeline.process(frame, want["depth/points"], s.points.stride, s.points.max_range)
         self.notice.frame(result.metric, result.scale.message)
         args = (s.points.stride, s.depth.max, self.relative_model)
@@ -251,15 +260,20 @@ class DepthNode(Node):
             "model": spec.name,
             "model convention": spec.convention,
             "input size": str(self.pipeline.input_size),
+            "frames lost before the node (stamp gaps, estimate)": str(self._gaps.missed),
         }
         name = self.get_fully_qualified_name()
         statuses = [
             diag.pipeline_status(name, backend.describe(), snap, info, waiting),
             diag.scale_status(
-                name, backend.describe(), self.pipeline.scale_status, self.scale_mode, self.estimator.state
+                name, backend.describe(), self.pipeline.scale_status, self.scale_mode, self._scale_state()
             ),
         ]
         self.pub_diag.publish(diag.diagnostic_array(self.get_clock().now().to_msg(), statuses))
+
+    def _scale_state(self) -> Any:
+        """The last frame's scale state with the rejection counters as of now."""
+        return replace(self.estimator.state, counters=current_counters(self.estimator, self.timelines))
 
     def release(self) -> None:
         """Stop the worker and free the model (undoes configure() but for its ROS entities)."""
@@ -284,22 +298,23 @@ def main(args: list[str] | None = None, node_class: type[DepthNode] | None = Non
     if wants_help(sys.argv if args is None else args):  # usage + parameter table, no ROS started
         print(help_text())
         return 0
-    rclpy.init(args=args)
     try:
+        init_ros(args)
         node = (node_class or DepthNode)()
-    except (MdeRosError, ParameterException) as exc:
+    except (MdeRosError, ParameterException, OSError) as exc:
         print(f"{NODE_NAME}: error: {exc}", file=sys.stderr, flush=True)
         rclpy.try_shutdown()
         return 2
+    except KeyboardInterrupt:  # Ctrl-C while the model loads or exports: not an error
+        rclpy.try_shutdown()
+        return 130
     executor = SingleThreadedExecutor()
     executor.add_node(node)
+    # Our signal handlers only stop the loop: the worker is stopped before the context goes.
+    spinner = GuardedSpin(executor, node.get_logger(), node.stats.on_bad_input)
+    spinner.install_signal_handlers()
     try:
-        executor.spin()
-    except (KeyboardInterrupt, ExternalShutdownException):
-        pass
-    except RCLError:
-        if rclpy.ok():  # after SIGTERM the executor may see the already-shut-down context
-            raise
+        spinner.spin(rclpy.ok)
     finally:
         node.close()
         executor.shutdown()

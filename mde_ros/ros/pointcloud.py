@@ -112,7 +112,7 @@ def cloud_array(msg: Any) -> np.ndarray:
         buffer=data,
         strides=(msg.row_step, msg.point_step),
     )
-    return points if msg.height > 1 else points[0]
+    return points if msg.height > 1 else points.reshape(-1)  # height 0: an empty cloud
 
 
 def xyz_from_cloud(msg: Any) -> np.ndarray:

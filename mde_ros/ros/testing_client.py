@@ -266,9 +266,9 @@ class RosClient:
         import rclpy
 
         self.executor.shutdown(timeout_sec=2.0)
+        self._thread.join(timeout=5.0)  # before destroying what the spinning thread waits on
         self.node.destroy_node()
         rclpy.try_shutdown(context=self.context)
-        self._thread.join(timeout=2.0)
 
 
 def diagnostics_dict(msg: Any) -> dict[str, dict[str, str]]:

@@ -286,9 +286,8 @@ class FilteredEstimator(ScaleEstimator):
         )
 
     def reset(self) -> None:
+        """Forget the estimate (e.g. after a backwards time jump); the counters stay cumulative."""
         self.filter.reset()
-        with self.lock:
-            self.counters.clear()
         super().reset()
 
 

@@ -23,6 +23,9 @@ from .transforms import invert, transform_points
 
 MIN_DEPTH = 1e-3  # metres: closer than this is on (or behind) the camera
 MAX_LOG_STD = 0.1  # a fit whose log(s) is less certain than this does not constrain the scale
+# Points kept per message (a random subset beyond it, counted as `points_subsampled`): bounds
+# the work per frame (the fit's RANSAC scores 256 hypotheses x N points) and the memory.
+MAX_SPARSE_POINTS = 10_000
 
 
 @dataclass
@@ -73,12 +76,22 @@ class SparseScale(FilteredEstimator):
 
     def add_sparse_points(self, stamp: float, points_xyz: np.ndarray) -> None:
         """Latest metric point set, (N, 3) in the sparse frame (called from a ROS callback thread)."""
-        points = np.asarray(points_xyz, np.float64).reshape(-1, 3)
+        points = np.asarray(points_xyz).reshape(-1, 3)
+        if len(points) > MAX_SPARSE_POINTS:
+            keep = np.random.default_rng(len(points)).choice(len(points), MAX_SPARSE_POINTS, replace=False)
+            points = points[np.sort(keep)]
+            self.count("points_subsampled")
+        points = points.astype(np.float64)
         with self.lock:
             if self._latest is not None and stamp < self._latest[0]:
                 self.counters["out_of_order"] = self.counters.get("out_of_order", 0) + 1
                 return
             self._latest = (float(stamp), points)
+
+    def clear_inputs(self, name: str = "") -> None:
+        """Drop the buffered points (their time line jumped back); thread-safe."""
+        with self.lock:
+            self._latest = None
 
     def measure(self, item: ScaleInput) -> Measurement | Rejection | str | None:
         with self.lock:

@@ -124,6 +124,7 @@ class TrajectoryScale(FilteredEstimator):
         self.matcher = cv2.BFMatcher(cv2.NORM_HAMMING)
         self.keyframe: Keyframe | None = None
         self.landmarks: np.ndarray | None = None  # (N, 3) world points of the latest accepted fits
+        self.last_rejection: str | None = None  # reason of the latest add_pose refusal, for logs
 
     def add_pose(self, stamp: float, position: np.ndarray, quaternion_xyzw: np.ndarray) -> bool:
         """Buffer one pose of the pose frame in the world (called from a ROS callback thread)."""
@@ -131,7 +132,13 @@ class TrajectoryScale(FilteredEstimator):
             reason = self.poses.add(stamp, position, quaternion_xyzw)
             if reason:
                 self.counters[reason] = self.counters.get(reason, 0) + 1
+            self.last_rejection = reason
         return reason is None
+
+    def clear_inputs(self, name: str = "") -> None:
+        """Drop the buffered poses (their time line jumped back); thread-safe."""
+        with self.lock:
+            self.poses = PoseBuffer(self.poses.max_gap, self.poses.capacity)
 
     def measure(self, item: ScaleInput) -> Measurement | Rejection | str | None:
         if item.intrinsics is None:
@@ -199,7 +206,7 @@ class TrajectoryScale(FilteredEstimator):
 
     def reset(self) -> None:
         super().reset()
-        self.keyframe = None
+        self.keyframe = None  # its pose belongs to the old time line
         self.landmarks = None
 
 
