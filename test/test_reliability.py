@@ -5,6 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from mde_ros.config import scale_config
 from mde_ros.processing import (
     MAX_LONG_SIDE_FACTOR,
     FrameShapeError,
@@ -12,6 +13,7 @@ from mde_ros.processing import (
     limit_network_size,
     network_size,
 )
+from mde_ros.scale.factory import create_estimator
 from mde_ros.scale.sparse import MAX_SPARSE_POINTS, SparseScale
 from mde_ros.scale.timeline import ACCEPT, HOLD, JUMP_AHEAD, JUMP_BACK, OUTLIER, ScaleTimelines, Timeline
 
@@ -49,7 +51,7 @@ def test_forward_jump_confirmed_and_nan_stamps_held():
 
 
 def _sparse_with_points() -> SparseScale:
-    estimator = SparseScale(np.eye(4))
+    estimator = create_estimator(scale_config({"mode": "sparse"}))  # identity extrinsic
     estimator.add_sparse_points(104.0, np.ones((30, 3)))
     return estimator
 
@@ -79,7 +81,7 @@ def test_reset_keeps_the_cumulative_counters():
 
 
 def test_huge_sparse_clouds_are_subsampled_and_counted():
-    estimator = SparseScale(np.eye(4))
+    estimator = create_estimator(scale_config({"mode": "sparse"}))  # identity extrinsic
     points = np.random.default_rng(0).random((MAX_SPARSE_POINTS * 5, 3), np.float32)
     estimator.add_sparse_points(1.0, points)
     assert estimator._latest[1].shape == (MAX_SPARSE_POINTS, 3)
