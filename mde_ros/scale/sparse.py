@@ -110,13 +110,13 @@ def fit_measurement(
     source = item.prediction if relative or item.depth is None else item.depth
     values = source[v, u]
     usable = int(np.isfinite(values).sum())
-    min_points = getattr(estimator, "min_points", 20)
+    min_points = estimator.min_points
     if usable < min_points:
         return Rejection(few_reason, f"{usable} usable {what} (< {min_points})")
     fit = fit_depths(values, z, relative, estimator.rng)
     if fit is None:
         return Rejection("degenerate_fit", f"no consistent fit to {usable} {what}")
-    if fit.inlier_ratio < getattr(estimator, "min_inlier_ratio", 0.3):
+    if fit.inlier_ratio < estimator.min_inlier_ratio:
         return Rejection("low_inlier_ratio", f"only {fit.inlier_ratio:.0%} of {usable} {what} agree")
     if fit.log_std > 0.1:  # e.g. all points at one depth: s and t cannot be told apart
         return Rejection("ill_conditioned", f"{what} do not constrain the scale (std {fit.log_std:.2f})")
