@@ -46,8 +46,9 @@ def test_each_scale_default_is_written_once():
         if not isinstance(s.default, float | int) or isinstance(s.default, bool):
             continue
         leaf = s.name.rsplit(".", 1)[1]
-        value = re.escape(repr(s.default))  # `leaf: float = 0.4`, `leaf=0.4`, `"leaf": 0.4`
-        pattern = re.compile(rf"\b{leaf}\b[\"']?\s*(:\s*[\w\[\], |]+)?\s*[=:]\s*{value}(?![\d.])")
+        # `leaf: float = 0.4`, `leaf=0.4`, `"leaf": 0.4`, `getattr(x, "leaf", 0.4)`
+        value = re.escape(repr(s.default))
+        pattern = re.compile(rf"\b{leaf}\b[\"']?\s*(:\s*[\w\[\], |]+)?\s*[=:,]\s*{value}(?![\d.])")
         for path in PACKAGE.rglob("*.py"):
             for line in path.read_text().splitlines():
                 if pattern.search(line):

@@ -125,11 +125,11 @@ def fit_measurement(
     source = item.prediction if relative or item.depth is None else item.depth
     values = source[v, u]
     usable = int(np.isfinite(values).sum())
-    min_points = getattr(estimator, "min_points", 20)
+    min_points = estimator.min_points
     if usable < min_points:
         return Rejection(few_reason, f"{usable} usable {what} (< {min_points})")
     fit = fit_depths(values, z, relative, estimator.rng)
-    min_ratio = getattr(estimator, "min_inlier_ratio", 0.3)
+    min_ratio = estimator.min_inlier_ratio
     if fit is None or fit.log_std > MAX_LOG_STD:  # e.g. all points at one depth: s, t inseparable
         held = held_shift_fit(estimator, values, z, min_ratio, what) if relative else None
         if held is not None:
