@@ -378,7 +378,7 @@ def test_internal_error_is_logged_once_with_traceback_counted_and_node_stays_up(
         assert "bad input: processing_error" not in diag, diag
         log = node.output()
         assert log.count("Traceback (most recent call last)") == 1, log  # once per type, in full
-        assert "[ERROR]" in log and "internal error" in log and "resize_prediction" in log, log
+        assert "[ERROR]" in log and "internal error" in log and "pipeline.py" in log, log
         assert client.messages("depth/relative") == []
         assert node.proc.poll() is None  # still serving
     finally:

@@ -43,7 +43,8 @@ def ros(tiny_onnx, tmp_path_factory):
     log = tmp_path_factory.mktemp("node") / "depth_node.log"
     params = {"input_size": 140, "scale.mode": "sparse", "qos.input.reliability": "reliable"}
     node = NodeProcess(node_command(tiny_onnx, namespace, params), domain, log)
-    client = RosClient(domain, namespace, outputs=("depth/image",))
+    # random weights never reach a sparse scale: the relative depth is the node's answer
+    client = RosClient(domain, namespace, outputs=("depth/relative",))
     client.points_pub = client.node.create_publisher(
         PointCloud2, "sparse_points", QoSProfile(depth=2, reliability=ReliabilityPolicy.RELIABLE)
     )
@@ -70,7 +71,7 @@ def answered(client: RosClient, rgb=None, width: int = W, height: int = H, timeo
     client.image_pub.publish(image_msg(make_image(height, width) if rgb is None else rgb, "rgb8", hdr))
     sec, nsec = hdr.stamp.sec, hdr.stamp.nanosec
     match = lambda m: (m.header.stamp.sec, m.header.stamp.nanosec) == (sec, nsec)  # noqa: E731
-    return client.wait_for("depth/image", match, timeout=timeout) is not None
+    return client.wait_for("depth/relative", match, timeout=timeout) is not None
 
 
 def counted(client: RosClient, status: str, key: str, at_least: int = 1) -> bool:
@@ -176,7 +177,8 @@ def test_work_per_message_is_bounded(ros):
 def test_sigint_while_publishing_stops_cleanly(tiny_onnx, tmp_path):
     """The worker is stopped before the context goes: no 'processing failed' on the way out."""
     domain, namespace = random_domain_id(), unique_namespace()
-    node = NodeProcess(node_command(tiny_onnx, namespace, {"input_size": 140}), domain, tmp_path / "n.log")
+    params = {"input_size": 140, "scale.mode": "fixed"}  # metric: every output is published
+    node = NodeProcess(node_command(tiny_onnx, namespace, params), domain, tmp_path / "n.log")
     client = RosClient(domain, namespace)
     stop = threading.Event()
     try:

@@ -143,7 +143,7 @@ def _frames_until_metric(client, points_pub, cloud, rgb, stamps) -> int | None:
         points_pub.publish(cloud_msg(cloud, header(stamp, FRAME)))
         time.sleep(0.1)
         _send(client, stamp, rgb)
-        assert client.wait_for("depth/image", _stamped(stamp), timeout=20.0) is not None
+        assert client.wait_for("depth/relative", _stamped(stamp), timeout=20.0) is not None
         if client.fresh_diagnostics("depth_node")["scale"]["status"] == "metric":
             return i + 1
     return None
@@ -164,7 +164,7 @@ def test_sparse_scale_recovers_from_a_future_stamp_and_from_a_loop(tiny_onnx, tm
         assert client.wait_connected(60), node.output()
         rgb = make_image(H, W, seed=5)
         _send(client, 99.5, rgb)
-        relative = array_from_msg(client.wait_for("depth/image", _stamped(99.5)))
+        relative = array_from_msg(client.wait_for("depth/relative", _stamped(99.5)))
         v, u = np.nonzero(np.isfinite(relative))
         pick = np.random.default_rng(0).choice(v.size, 300, replace=False)
         v, u = v[pick], u[pick]

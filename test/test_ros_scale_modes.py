@@ -272,9 +272,12 @@ def test_trajectory_scale_recovers_from_a_future_pose_and_from_a_loop(oracle_onn
             metric_at = None
             for i, (stamp, frame) in enumerate(zip(stamps, frames)):
                 rgb, truth = castle_image(frame)
-                depth = session.send(stamp, rgb, k)
+                session.send(stamp, rgb, k, "depth/relative")  # every frame, metric or not
                 if session.scale_diagnostics()["status"] == "metric" and metric_at is None:
                     metric_at = i + 1
+                    metres = session.client.wait_for("depth/image", _stamped(stamp), timeout=20.0)
+                    assert metres is not None, session.node.output()
+                    depth = array_from_msg(metres)
                     assert abs(_scale_error(depth, truth, rgb[..., 0] > 0)[0]) <= 0.05
             return metric_at
 

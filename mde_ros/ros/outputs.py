@@ -15,6 +15,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
+from ..pipeline import lap_ms
 from ..processing import colorize, relative_depth_from_disparity
 from .image_conversion import ImageWriter
 from .pointcloud import CloudPacker
@@ -41,10 +42,6 @@ FIX = (
     "sparse (sparse_points in metres) or fixed (known scale.fixed_scale/fixed_shift), "
     "or use a metric model"
 )
-
-
-def _lap(start: float) -> float:
-    return (time.perf_counter() - start) * 1000.0
 
 
 class DepthOutputs:
@@ -93,16 +90,16 @@ class DepthOutputs:
         if want[INFO]:
             info.header = header
             self.pubs[INFO].publish(info)
-        timings["publish depth"] = _lap(mark)
+        timings["publish depth"] = lap_ms(mark)
         if want[COLOR]:
             mark = time.perf_counter()
             colored = colorize(result.depth, (depth_max or None) if result.metric else None)
             self.pubs[COLOR].publish(self._writers[COLOR].write(colored, header))
-            timings["publish colorized"] = _lap(mark)
+            timings["publish colorized"] = lap_ms(mark)
         if result.metric and want[POINTS] and result.points is not None:
             mark = time.perf_counter()
             self.pubs[POINTS].publish(self._packer.pack(result.points, rgb[::stride, ::stride], header))
-            timings["publish points"] = _lap(mark)
+            timings["publish points"] = lap_ms(mark)
         return timings
 
 
