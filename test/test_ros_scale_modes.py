@@ -203,19 +203,8 @@ def _odometry(stamp: float, pose_cam_obj: np.ndarray):
 
 @pytest.mark.ros
 def test_trajectory_mode_recovers_metric_depth_from_odometry(oracle_onnx, castle, tmp_path):
-    from nav_msgs.msg import Odometry
-    from rclpy.qos import QoSProfile, ReliabilityPolicy
-
-    k = castle[0].intrinsics
-    k = CameraIntrinsics(k.fx, k.fy, k.cx - LEFT, k.cy - TOP, CROP_W, CROP_H)
-    params = {"input_size": CROP_H, "scale.mode": "trajectory", "scale.min_baseline": 0.03}
-    session = Session(oracle_onnx, tmp_path / "node.log", params)
+    session, odom_pub, k = _trajectory_session(oracle_onnx, castle, tmp_path)
     try:
-        odom_pub = session.client.node.create_publisher(
-            Odometry, "odom", QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
-        )
-        assert session.client.wait_connected(60), session.node.output()
-        assert wait_subscribed(odom_pub), session.node.output()
         stamps = [50.0 + 0.1 * i for i in range(len(castle))]
         for stamp, frame in zip(stamps, castle):  # poses first: each image finds its pose
             odom_pub.publish(_odometry(stamp, frame.pose_cam_obj))
@@ -240,14 +229,9 @@ def test_trajectory_mode_recovers_metric_depth_from_odometry(oracle_onnx, castle
         session.close()
 
 
-def wait_subscribed(publisher, timeout: float = 20.0) -> bool:
-    return wait_until(lambda: publisher.get_subscription_count() > 0, timeout)
-
-
-@pytest.mark.ros
-def test_trajectory_scale_recovers_from_a_future_pose_and_from_a_loop(oracle_onnx, castle, tmp_path):
-    """Odometry with one pose stamped years ahead, then the sequence played again from its first
-    stamps (a bag loop): metric again within a few frames each time, counted in diagnostics."""
+def _trajectory_session(oracle_onnx, castle, tmp_path):
+    """A trajectory-mode node on the cropped Castle-simu frames, its odometry publisher, and the
+    crop's intrinsics; the caller closes the session."""
     from nav_msgs.msg import Odometry
     from rclpy.qos import QoSProfile, ReliabilityPolicy
 
@@ -261,6 +245,22 @@ def test_trajectory_scale_recovers_from_a_future_pose_and_from_a_loop(oracle_onn
         )
         assert session.client.wait_connected(60), session.node.output()
         assert wait_subscribed(odom_pub), session.node.output()
+    except BaseException:
+        session.close()
+        raise
+    return session, odom_pub, k
+
+
+def wait_subscribed(publisher, timeout: float = 20.0) -> bool:
+    return wait_until(lambda: publisher.get_subscription_count() > 0, timeout)
+
+
+@pytest.mark.ros
+def test_trajectory_scale_recovers_from_a_future_pose_and_from_a_loop(oracle_onnx, castle, tmp_path):
+    """Odometry with one pose stamped years ahead, then the sequence played again from its first
+    stamps (a bag loop): metric again within a few frames each time, counted in diagnostics."""
+    session, odom_pub, k = _trajectory_session(oracle_onnx, castle, tmp_path)
+    try:
 
         def play(stamps: list[float], frames: list, glitch: float | None = None) -> int | None:
             """Poses first (after a glitch pose, if given), then images; first metric frame."""
