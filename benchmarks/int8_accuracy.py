@@ -11,36 +11,10 @@ Speed: bare `session.run` fp32 and int8 on the same input, round-robin in one lo
 from __future__ import annotations
 
 import argparse
-import subprocess
 import sys
-import tempfile
 import time
-import zipfile
-from pathlib import Path
 
-import cv2
 import numpy as np
-
-BASELINE_MM, FOCAL_PX, DOFFS_PX = 193.001, 3979.911, 124.343
-
-
-def motorcycle(cache: Path) -> tuple[np.ndarray, np.ndarray]:
-    """(RGB uint8, depth metres with NaN invalid) of Middlebury Motorcycle, from scikit-image's wheel."""
-    folder = cache / "skimage-data"
-    if not (folder / "motorcycle_disp.npz").is_file():
-        with tempfile.TemporaryDirectory() as tmp:
-            cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "-d", tmp, "scikit-image==0.26.0"]
-            subprocess.run(cmd, check=True, capture_output=True)
-            wheel = next(Path(tmp).glob("scikit_image-*.whl"))
-            folder.mkdir(parents=True, exist_ok=True)
-            with zipfile.ZipFile(wheel) as archive:
-                for name in ("motorcycle_left.png", "motorcycle_disp.npz"):
-                    (folder / name).write_bytes(archive.read(f"skimage/data/{name}"))
-    rgb = cv2.cvtColor(cv2.imread(str(folder / "motorcycle_left.png")), cv2.COLOR_BGR2RGB)
-    disparity = np.load(folder / "motorcycle_disp.npz")["arr_0"].astype(np.float64)
-    depth = BASELINE_MM * FOCAL_PX / (4 * disparity + DOFFS_PX) / 1000.0
-    depth[~np.isfinite(disparity)] = np.nan
-    return rgb, depth.astype(np.float32)
 
 
 def main() -> int:
@@ -54,11 +28,11 @@ def main() -> int:
 
     import onnxruntime as ort
 
+    from mde_ros.data.middlebury import motorcycle_frames
     from mde_ros.data.visp import castel_frames
     from mde_ros.models.export import quantize_int8
     from mde_ros.models.onnx_contract import read_spec
     from mde_ros.models.resolve import resolve_onnx
-    from mde_ros.paths import engine_dir
     from mde_ros.processing import Preprocessor, resize_prediction
     from mde_ros.training.metrics import score
 
@@ -85,7 +59,8 @@ def main() -> int:
     data = [
         ("castel", f.rgb, f.depth) for f in castel_frames(indices=list(range(0, 30, step))[: args.frames])
     ]
-    data.append(("motorcycle", *motorcycle(engine_dir())))
+    (bike,) = motorcycle_frames()
+    data.append(("motorcycle", bike.rgb, bike.depth))
     scores: dict[tuple[str, str], list[float]] = {}
     for dataset, rgb, depth in data:
         for name in sessions:

@@ -108,3 +108,18 @@ def test_eval_command_fails_loudly_on_an_inverted_model(tiny_onnx, tmp_path, cap
     assert main(["eval", "--model", tiny_onnx, "--data", str(data), "--input-size", "56"]) == 2
     err = capsys.readouterr().err
     assert "inverted" in err and "NEGATIVE scale on 3/3" in err
+
+
+def test_motorcycle_is_the_metric_wide_range_evaluation_scene_and_never_training_data(capsys):
+    """Middlebury Motorcycle from scikit-image's wheel: 2.2-4.8 m of real depth; train refuses it."""
+    from mde_ros.cli import main
+    from mde_ros.training.datasets import load_dataset
+
+    (sample,) = load_dataset("middlebury:motorcycle")
+    depth = sample.depth[np.isfinite(sample.depth)]
+    assert sample.rgb.shape[:2] == sample.depth.shape and sample.rgb.dtype == np.uint8
+    assert depth.size > 0.8 * sample.depth.size
+    assert 2.0 < np.percentile(depth, 1) and np.percentile(depth, 99) < 5.0
+    assert sample.intrinsics.fx == pytest.approx(3979.911 / 4)
+    assert main(["train", "--data", "middlebury:motorcycle", "--out", "unused"]) == 2
+    assert "never train on it" in capsys.readouterr().err

@@ -18,6 +18,7 @@ log = logging.getLogger(__name__)
 EXAMPLES = """\
   mde-ros eval --model default --data visp:castel --out out/eval   # PNGs with metrics drawn in
   mde-ros eval --model model.onnx --data my_rgbd/ --depth-scale 0.001 --frames 0-49
+  mde-ros eval --model default --data middlebury:motorcycle   # real wide-range scene, 2.2-4.8 m
 """
 
 
@@ -26,7 +27,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--data",
         required=True,
-        help="folder with rgb/ and depth/ (see README), or visp:castel, visp:castle-simu",
+        help="folder with rgb/ and depth/ (see README), or visp:castel, visp:castle-simu, "
+        "middlebury:motorcycle",
     )
     parser.add_argument(
         "--depth-scale", type=float, default=0.001, help="metres per unit of 16-bit depth PNGs"

@@ -84,8 +84,12 @@ def _spec(args):
 
 
 def _samples(sources, frames, depth_scale):
-    from ..training.datasets import load_dataset
+    from ..errors import InvalidInputError
+    from ..training.datasets import EVALUATION_ONLY, load_dataset
     from .evaluate import parse_frames
+
+    if any(source.lower() == EVALUATION_ONLY for source in sources):
+        raise InvalidInputError(f"{EVALUATION_ONLY} is the evaluation scene: never train on it")
 
     samples = [s for source in sources for s in load_dataset(source, depth_scale)]
     keep = parse_frames(frames)

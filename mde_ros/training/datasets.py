@@ -8,7 +8,8 @@ Layout (one folder):
     intrinsics.txt (optional)    `fx fy cx cy` for all images, or intrinsics/<stem>.txt per image
 
 `ground_truth="disparity"` reads the depth files as (relative) inverse depth instead.
-Built-in sequences: `visp:castel` and `visp:castle-simu` (Debian visp-images-data).
+Built-in sequences: `visp:castel` and `visp:castle-simu` (Debian visp-images-data), and
+`middlebury:motorcycle` (scikit-image's wheel; evaluation only, never train on it).
 """
 
 from __future__ import annotations
@@ -25,6 +26,8 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".ppm", ".pgm")
 DEPTH_SUFFIXES = (".png", ".npy", ".exr", ".tif", ".tiff")
 # Plausible depth range for the unit check: a median outside it means the unit is wrong.
 MEDIAN_DEPTH_RANGE = (0.05, 500.0)
+# The real wide-range evaluation scene: `mde-ros train` refuses it.
+EVALUATION_ONLY = "middlebury:motorcycle"
 
 
 @dataclass
@@ -141,7 +144,11 @@ def load_folder(
 
 
 def load_dataset(source: str, depth_scale: float = 0.001, ground_truth: str = "depth", limit: int = 0):
-    """A folder, or `visp:castel` / `visp:castle-simu`."""
+    """A folder, or `visp:castel` / `visp:castle-simu` / `middlebury:motorcycle`."""
+    if source.lower() == EVALUATION_ONLY:
+        from ..data.middlebury import motorcycle_frames
+
+        return [Sample("motorcycle", f.rgb, f.depth, f.intrinsics) for f in motorcycle_frames()]
     if source.startswith("visp:"):
         from ..data import visp
 
