@@ -23,6 +23,10 @@ SCALE_MODES = ("none", "fixed", "intrinsics", "trajectory", "sparse")
 POSE_TYPES = ("odom", "pose")
 IMAGE_TRANSPORTS = ("raw", "compressed")
 PREPROCESS_MODES = ("fast", "reference")
+PRECISIONS = ("fp16", "fp32")  # TensorRT engines and torch on CUDA (CPU backends run fp32)
+# static: the TensorRT engine's profile is min = opt = max = the network input of the first frame
+# (a fixed camera: fastest kernels, least memory); dynamic: one profile around input_size for any size.
+ENGINE_PROFILES = ("static", "dynamic")
 
 IDENTITY_TRANSLATION = (0.0, 0.0, 0.0)
 IDENTITY_ROTATION = (0.0, 0.0, 0.0, 1.0)  # quaternion x, y, z, w
@@ -43,6 +47,8 @@ class ModelConfig:
     threads: int = 0  # 0 = runtime default
     input_size: int = 0  # 0 = the model's default
     preprocess: str = _choice("fast", PREPROCESS_MODES)
+    precision: str = _choice("fp16", PRECISIONS)
+    engine_profile: str = _choice("static", ENGINE_PROFILES)
 
 
 @dataclass(frozen=True)

@@ -14,8 +14,8 @@ import numpy as np
 from .errors import InvalidInputError
 from .geometry.intrinsics import CameraIntrinsics
 from .geometry.pointcloud import backproject
-from .inference.base import Backend
-from .models.spec import DISPARITY
+from .inference.base import Backend, DepthMapping
+from .models.spec import DISPARITY, METRIC_CANONICAL
 from .processing import (
     Preprocessor,
     metric_depth,
@@ -98,7 +98,7 @@ class DepthPipeline:
         on_device = None if host_only else self.backend.predict_frame(frame.rgb, self.input_size)
         sky = None
         if on_device is not None:
-            prediction, net_size = on_device
+            prediction, net_size = on_device.prediction, on_device.network_size
             timings["inference"] = lap_ms(start)  # pre + network + output resize, on the device
             mark = time.perf_counter()
         else:
@@ -129,7 +129,12 @@ class DepthPipeline:
         points = None
         if want_points and frame.intrinsics is not None:
             mark = time.perf_counter()
-            points = backproject(depth, frame.intrinsics, points_stride, points_max_range)
+            mapping = self._depth_mapping(state, frame.intrinsics, net_size) if metric else None
+            if on_device is not None and on_device.points is not None and mapping is not None:
+                # GPU backends: depth + back-projection on the device; only the cloud comes back
+                points = on_device.points(mapping, frame.intrinsics, points_stride, points_max_range)
+            else:
+                points = backproject(depth, frame.intrinsics, points_stride, points_max_range)
             timings["points"] = lap_ms(mark)
         timings["total"] = lap_ms(start)
         return DepthResult(depth, metric, state, prediction, net_size, points, timings)
@@ -157,6 +162,19 @@ class DepthPipeline:
         depth[~(depth > 0)] = np.nan
         return depth, True
 
+    def _depth_mapping(
+        self, state: ScaleState, intrinsics: CameraIntrinsics | None, net_size: tuple[int, int]
+    ) -> DepthMapping:
+        """`_to_depth` and `depth_max` of a metric frame as per-pixel gains, for a device to apply."""
+        if self.spec.convention == DISPARITY:
+            return DepthMapping(True, (state.scale,), state.shift, self.depth_max)
+        gains = []
+        if self.spec.convention == METRIC_CANONICAL:  # as `metric_depth` (which checked the focal)
+            gains.append(network_focal(intrinsics, net_size) / self.spec.canonical_focal)
+        if state.is_metric and state.scale != 1.0:
+            gains.append(state.scale)
+        return DepthMapping(False, tuple(gains), 0.0, self.depth_max)
+
     @property
     def scale_status(self) -> str:
         if self.spec.convention != DISPARITY:
@@ -165,6 +183,12 @@ class DepthPipeline:
 
     def close(self) -> None:
         self.backend.close()
+
+    def __enter__(self) -> DepthPipeline:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def network_focal(intrinsics: CameraIntrinsics | None, net_size: tuple[int, int]) -> float | None:

@@ -8,7 +8,8 @@ from .scale.base import ScaleEstimator
 
 
 def build_pipeline(settings: NodeConfig, scale: ScaleEstimator) -> DepthPipeline:
-    """Backend (model, backend, engine_dir, threads, input_size) and pipeline (depth.max) from settings."""
+    """Backend (model, backend, device, engine_dir, threads, input_size, precision, engine_profile)
+    and pipeline (depth.max, preprocess) from settings."""
     from .inference.factory import create_backend
     from .models.resolve import resolve_onnx
 
@@ -22,6 +23,8 @@ def build_pipeline(settings: NodeConfig, scale: ScaleEstimator) -> DepthPipeline
         device=m.device,
         engine_dir=engine_dir,
         input_size=m.input_size or None,
+        precision=m.precision,
+        static_from_first_input=m.engine_profile == "static",
     )
     return DepthPipeline(
         backend, m.input_size or None, scale=scale, depth_max=settings.depth.max, preprocess=m.preprocess

@@ -9,6 +9,7 @@ import pytest
 torch = pytest.importorskip("torch")
 
 from mde_ros.data.visp import castel_frames  # noqa: E402
+from mde_ros.errors import InvalidInputError  # noqa: E402
 from mde_ros.geometry.pointcloud import backproject  # noqa: E402
 from mde_ros.inference.device_processing import TorchProcessing  # noqa: E402
 from mde_ros.inference.onnxruntime_backend import OnnxRuntimeBackend  # noqa: E402
@@ -20,6 +21,7 @@ from mde_ros.models.testing import tiny_depth_anything_spec  # noqa: E402
 from mde_ros.models.torch_models import build_depth_anything  # noqa: E402
 from mde_ros.pipeline import DepthPipeline, Frame  # noqa: E402
 from mde_ros.processing import Preprocessor, resize_prediction  # noqa: E402
+from mde_ros.scale.base import ScaleEstimator  # noqa: E402
 
 SHORT = 56  # small network input: the tiny model on 640x480 castel frames
 
@@ -108,6 +110,84 @@ def test_device_path_matches_the_cpu_pipeline_with_the_fp16_converter_onnx(onnx_
             assert _rel(got, expected) <= 1e-3
 
 
+@pytest.fixture(scope="module")
+def disparity_onnx(tmp_path_factory):
+    """A relative (disparity) model with outputs of order 1, run by torch from its random source."""
+    spec = tiny_depth_anything_spec("disparity", name="random-tiny-disparity", initializer_range=0.15)
+    source = Checkpoint(kind="random", seed=7).to_json()
+    path = tmp_path_factory.mktemp("disparity") / "disparity.onnx"
+    return export_onnx(build_depth_anything(spec, seed=7), spec, path, source=source)
+
+
+def _cloud_rel(got: np.ndarray, expected: np.ndarray) -> tuple[float, float]:
+    """(relative L1 over points finite in both, fraction of points whose NaN/+Inf class differs)."""
+    both = np.isfinite(got).all(-1) & np.isfinite(expected).all(-1)
+    classes_differ = (np.isnan(got[..., 2]) != np.isnan(expected[..., 2])) | (
+        np.isposinf(got[..., 2]) != np.isposinf(expected[..., 2])
+    )
+    return _rel(got[both], expected[both]), float(classes_differ.mean())
+
+
+@pytest.mark.parametrize("model", ["metric", "disparity + fixed scale"])
+def test_device_cloud_matches_the_cpu_cloud(onnx_pair, disparity_onnx, frames, monkeypatch, model):
+    """GPU backends back-project on the device (here CPU torch): the host back-projection is not
+    called, and the cloud equals the CPU pipeline's (OpenCV pre-processing, numpy depth and
+    back-projection; same network, so that only the processing paths differ) on castel frames."""
+    import mde_ros.pipeline as pipeline_module
+    from mde_ros.scale import FixedScale
+
+    onnx = onnx_pair[0] if model == "metric" else disparity_onnx
+    scale = (lambda: ScaleEstimator()) if model == "metric" else (lambda: FixedScale(0.4, 0.05))
+    args = dict(want_points=True, points_stride=2, points_max_range=0.0)
+    gpu_path = DepthPipeline(TorchBackend(onnx, threads=1, device_processing=True), SHORT, scale())
+    cpu_path = DepthPipeline(TorchBackend(onnx, threads=1, device_processing=False), SHORT, scale())
+    with gpu_path, cpu_path:
+        for frame in frames:
+            expected = cpu_path.process(Frame(frame.rgb, frame.intrinsics), **args)
+            # depth.max and points.max_range inside the depth range: +Inf points on both paths
+            low, high = np.percentile(expected.depth[np.isfinite(expected.depth)], [20, 30])
+            gpu_path.depth_max = cpu_path.depth_max = float(high)
+            args["points_max_range"] = float(low)
+            expected = cpu_path.process(Frame(frame.rgb, frame.intrinsics), **args)
+            with monkeypatch.context() as patch:
+                patch.setattr(pipeline_module, "backproject", _fail)  # the host path must not run
+                got = gpu_path.process(Frame(frame.rgb, frame.intrinsics), **args)
+            assert got.metric and got.points.shape == expected.points.shape == (240, 320, 3)
+            assert np.isposinf(expected.points).any()
+            # the device's depth + back-projection equal the host's on the same prediction ...
+            same = backproject(got.depth, frame.intrinsics, 2, args["points_max_range"])
+            assert np.array_equal(np.isnan(got.points), np.isnan(same))
+            assert np.array_equal(np.isposinf(got.points), np.isposinf(same))
+            np.testing.assert_allclose(got.points, same, rtol=1e-6, equal_nan=True)
+            # ... and the device path's cloud equals the CPU path's
+            rel, flipped = _cloud_rel(got.points, expected.points)
+            assert rel <= 1e-3 and flipped <= 1e-3, (rel, flipped)
+
+
+def test_cpu_backend_cloud_is_the_host_back_projection(onnx_pair, frames):
+    """CPU backends have no device path: the cloud is `backproject` of the published depth."""
+    with OnnxRuntimeBackend(onnx_pair[0], threads=1) as backend:
+        assert backend.predict_frame(frames[0].rgb, SHORT) is None
+        result = DepthPipeline(backend, SHORT).process(Frame(frames[0].rgb, frames[0].intrinsics), True, 3)
+    expected = backproject(result.depth, frames[0].intrinsics, 3)
+    assert np.array_equal(result.points, expected, equal_nan=True)
+
+
+def test_device_input_size_is_the_cpu_one_for_every_frame_shape():
+    """Long frames are capped and extreme ones refused exactly as on the CPU path."""
+    spec = tiny_depth_anything_spec()
+    for height, width in ((480, 640), (360, 640), (500, 1500), (1500, 500), (120, 900)):
+        assert TorchProcessing(spec, 252).input_size(height, width) == Preprocessor(spec, 252).input_size(
+            height, width
+        )
+    with pytest.raises(InvalidInputError, match="more elongated"):
+        TorchProcessing(spec, 252).input_size(50, 900)
+
+
+def _fail(*args, **kwargs):
+    raise AssertionError("the host back-projection ran on a device backend")
+
+
 # --- the same paths on a real GPU (skipped here: no GPU was lent to this work) ------------------
 
 
@@ -126,11 +206,13 @@ def test_torch_cuda_fp16_graphs_on_the_configured_device(onnx_pair, frames):
     gpu_path, cpu_path = DepthPipeline(backend, SHORT), DepthPipeline(OnnxRuntimeBackend(fp32), SHORT)
     with gpu_path.backend, cpu_path.backend:
         for frame in frames:
-            got = gpu_path.process(Frame(frame.rgb, frame.intrinsics)).prediction
+            result = gpu_path.process(Frame(frame.rgb, frame.intrinsics), want_points=True)
             again = gpu_path.process(Frame(frame.rgb, frame.intrinsics)).prediction  # graph replay
             expected = cpu_path.process(Frame(frame.rgb, frame.intrinsics)).prediction
-            assert np.array_equal(got, again)
-            assert _rel(got, expected) <= 2e-3  # fp16 weights
+            assert np.array_equal(result.prediction, again)
+            assert _rel(result.prediction, expected) <= 2e-3  # fp16 weights
+            cloud = backproject(result.depth, frame.intrinsics)  # the cloud came from the GPU
+            np.testing.assert_allclose(result.points, cloud, rtol=1e-5, equal_nan=True)
 
 
 @pytest.mark.gpu

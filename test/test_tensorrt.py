@@ -3,13 +3,19 @@
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
+from typing import ClassVar
 
+import cv2
 import numpy as np
 import onnx
 import onnxruntime as ort
 import pytest
 
+from mde_ros.errors import BackendUnavailableError
+from mde_ros.inference.cuda_probe import CudaReport, GpuInfo
+from mde_ros.inference.deferred import DeferredEngine
 from mde_ros.inference.engine_cache import (
     EngineFidelityError,
     EngineKey,
@@ -18,12 +24,16 @@ from mde_ros.inference.engine_cache import (
     check_fidelity,
     default_profile,
     fidelity_report,
+    input_profile,
     make_profile,
     parse_shape,
     sidecar_path,
+    static_profile,
     validate_cached_engine,
     write_engine,
 )
+from mde_ros.inference.factory import create_backend, tensorrt_importable
+from mde_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
 from mde_ros.models.export import export_onnx, smooth_pixels
 from mde_ros.models.fp16 import FLOAT, FLOAT16, convert_to_fp16
 from mde_ros.models.testing import tiny_depth_anything_spec
@@ -319,3 +329,168 @@ def test_engine_build_cache_and_rebuild(fp32_onnx, tmp_path):
     rebuilt = TensorRTBackend(fp32_onnx, engine_dir=tmp_path, profile=profile)
     assert rebuilt.build_seconds > 0
     rebuilt.close()
+
+
+# --- static profile from the first frame (the node's `engine_profile: static`) -------------------
+# The factory's TensorRT path with the GPU probes and the engine class replaced: everything but
+# TensorRT itself (the profile chosen, when the engine is made, fallbacks, start-up errors) is real.
+
+ORIN = GpuInfo(0, "Orin", "8.7", 8, 15388 << 20)
+SHORT = 56
+
+
+class FakeEngine(OnnxRuntimeBackend):
+    """Stands in for TensorRTBackend: records its profile, refuses inputs outside it like an engine."""
+
+    name = "tensorrt"
+    made: ClassVar[list] = []
+    failure: Exception | None = None
+
+    def __init__(self, onnx_path, *, profile, gpu, **kwargs):
+        FakeEngine.made.append(profile)
+        if FakeEngine.failure is not None:
+            raise FakeEngine.failure
+        super().__init__(onnx_path, providers="cpu", threads=1)
+        self.profile, self.gpu = profile, gpu
+
+    def infer(self, pixel_values, prompt_ids=None):
+        self.profile.check(pixel_values.shape)
+        return super().infer(pixel_values, prompt_ids)
+
+
+@pytest.fixture
+def fake_gpu(monkeypatch):
+    from mde_ros.inference import factory, tensorrt_backend
+
+    report = CudaReport([ORIN], "cuda-python", [])
+    monkeypatch.setattr(factory, "cuda_report", lambda: report)
+    monkeypatch.setattr(factory, "tensorrt_importable", lambda: True)
+    monkeypatch.setattr(tensorrt_backend, "import_tensorrt", lambda: None)
+    monkeypatch.setattr(tensorrt_backend, "TensorRTBackend", FakeEngine)
+    monkeypatch.setattr(FakeEngine, "made", [])
+    monkeypatch.setattr(FakeEngine, "failure", None)
+    return factory
+
+
+@pytest.fixture(scope="module")
+def castel():
+    from mde_ros.data.visp import castel_frames
+
+    return castel_frames(indices=[0, 12])
+
+
+def test_static_profile_is_chosen_from_the_first_frame(fake_gpu, tiny_onnx, castel, caplog):
+    from mde_ros.pipeline import DepthPipeline, Frame
+
+    backend = fake_gpu.create_backend("tensorrt", tiny_onnx, input_size=SHORT, static_from_first_input=True)
+    assert isinstance(backend, DeferredEngine) and FakeEngine.made == []  # nothing built at start-up
+    assert backend.name == "tensorrt" and "first frame" in backend.describe()
+    with DepthPipeline(backend, SHORT) as pipeline:
+        for frame in castel:  # 640x480
+            pipeline.process(Frame(frame.rgb, frame.intrinsics))
+        expected = static_profile(480, 640, SHORT)
+        assert FakeEngine.made == [expected] and expected.min == expected.max == (1, 56, 70)
+        assert backend.inner.profile == expected and backend.device == "CPUExecutionProvider"
+        # 320x240 becomes the same network input: same engine
+        small = cv2.resize(castel[0].rgb, (320, 240), interpolation=cv2.INTER_AREA)
+        assert pipeline.process(Frame(small)).depth.shape == (240, 320) and len(FakeEngine.made) == 1
+        # another aspect ratio: its own engine, logged
+        caplog.set_level(logging.WARNING, logger="mde_ros.inference.deferred")
+        wide = np.ascontiguousarray(castel[0].rgb[60:420])  # 640x360
+        assert pipeline.process(Frame(wide)).network_size == (56, 98)
+        assert FakeEngine.made[1:] == [static_profile(360, 640, SHORT)]
+        assert "network input changed from 1x56x70 to 1x56x98" in caplog.text
+
+
+def test_static_profile_follows_the_reference_preprocessing(fake_gpu, tiny_onnx, castel):
+    """`preprocess: reference` rounds the network size down: the profile is what the network gets."""
+    from mde_ros.pipeline import DepthPipeline, Frame
+
+    backend = fake_gpu.create_backend("auto", tiny_onnx, input_size=60, static_from_first_input=True)
+    with DepthPipeline(backend, 60, preprocess="reference") as pipeline:
+        result = pipeline.process(Frame(castel[0].rgb, castel[0].intrinsics))
+    assert FakeEngine.made == [input_profile((1, *result.network_size))]
+    assert result.network_size != static_profile(480, 640, 60).opt[1:]  # not the fast rounding
+
+
+def test_dynamic_profile_and_known_frame_size_build_at_start_up(fake_gpu, tiny_onnx):
+    kwargs = dict(input_size=SHORT, static_from_first_input=True)
+    with fake_gpu.create_backend("tensorrt", tiny_onnx, input_size=SHORT) as backend:
+        assert isinstance(backend, FakeEngine) and backend.profile == default_profile(SHORT)
+    with fake_gpu.create_backend("tensorrt", tiny_onnx, frame_size=(480, 640), **kwargs) as backend:
+        assert isinstance(backend, FakeEngine) and backend.profile == static_profile(480, 640, SHORT)
+    with fake_gpu.create_backend("tensorrt", tiny_onnx, max_shape="1x112x112", **kwargs) as backend:
+        assert isinstance(backend, FakeEngine) and backend.profile.max == (1, 112, 112)
+    assert len(FakeEngine.made) == 3
+
+
+def test_other_backends_are_created_as_before(fake_gpu, tiny_onnx):
+    with fake_gpu.create_backend("onnxruntime", tiny_onnx, static_from_first_input=True) as backend:
+        assert type(backend) is OnnxRuntimeBackend
+    with fake_gpu.create_backend("auto", tiny_onnx, device="cpu", static_from_first_input=True) as backend:
+        assert type(backend) is OnnxRuntimeBackend
+    assert FakeEngine.made == []
+
+
+def test_auto_falls_back_when_the_first_frame_engine_fails(fake_gpu, tiny_onnx, castel, caplog):
+    from mde_ros.pipeline import DepthPipeline, Frame
+
+    FakeEngine.failure = RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
+    caplog.set_level(logging.INFO)
+    backend = fake_gpu.create_backend("auto", tiny_onnx, input_size=SHORT, static_from_first_input=True)
+    assert backend.name == "tensorrt"
+    with DepthPipeline(backend, SHORT) as pipeline:
+        for frame in castel:
+            assert pipeline.process(Frame(frame.rgb, frame.intrinsics)).depth.shape == (480, 640)
+        assert backend.name == "onnxruntime" and len(FakeEngine.made) == 1  # not retried per frame
+    assert "not made (RuntimeError: CUDA out of memory" in caplog.text and "falling back" in caplog.text
+    assert "backend auto -> onnxruntime CPU" in caplog.text
+
+
+def test_explicit_tensorrt_first_frame_failure_is_clear_and_not_retried(fake_gpu, tiny_onnx, castel):
+    from mde_ros.pipeline import DepthPipeline, Frame
+
+    FakeEngine.failure = EngineFidelityError("relative L1 error 0.3 (threshold 0.002)")
+    backend = fake_gpu.create_backend("tensorrt", tiny_onnx, input_size=SHORT, static_from_first_input=True)
+    with DepthPipeline(backend, SHORT) as pipeline:
+        for frame in castel:
+            with pytest.raises(BackendUnavailableError, match=r"1x56x70 not made \(EngineFidelityError: rel"):
+                pipeline.process(Frame(frame.rgb, frame.intrinsics))
+    assert len(FakeEngine.made) == 1
+
+
+def test_start_up_errors_stay_at_start_up(fake_gpu, tiny_onnx, monkeypatch):
+    """What can be checked without the frame is checked by the factory, deferred or not."""
+    kwargs = dict(static_from_first_input=True)
+    with pytest.raises(BackendUnavailableError, match="does not exist: 1 CUDA device"):
+        fake_gpu.create_backend("tensorrt", tiny_onnx, device="cuda:1", **kwargs)
+    with pytest.raises(BackendUnavailableError, match="runs on a CUDA device; device is cpu"):
+        fake_gpu.create_backend("tensorrt", tiny_onnx, device="cpu", **kwargs)
+    with pytest.raises(BackendUnavailableError, match="precision 'int8'"):
+        fake_gpu.create_backend("tensorrt", tiny_onnx, precision="int8", **kwargs)
+    monkeypatch.setattr(fake_gpu, "cuda_report", lambda: CudaReport([], "", []))
+    with pytest.raises(BackendUnavailableError, match="TensorRT needs an NVIDIA GPU"):
+        fake_gpu.create_backend("tensorrt", tiny_onnx, **kwargs)
+    assert FakeEngine.made == []
+
+
+def test_start_up_error_without_tensorrt_is_unchanged(tiny_onnx):
+    if tensorrt_importable():
+        pytest.skip("TensorRT is installed here")
+    with pytest.raises(BackendUnavailableError, match="TensorRT is not installed"):
+        create_backend("tensorrt", tiny_onnx, static_from_first_input=True)
+
+
+def test_node_settings_choose_the_profile(fake_gpu, tiny_onnx):
+    from mde_ros.config import NodeConfig, with_values
+    from mde_ros.pipeline_factory import build_pipeline
+    from mde_ros.scale.base import ScaleEstimator
+
+    base = {"model": tiny_onnx, "backend": "tensorrt", "input_size": SHORT}
+    static = with_values(NodeConfig(), base)
+    assert static.model.engine_profile == "static" and static.model.precision == "fp16"
+    with build_pipeline(static, ScaleEstimator()) as pipeline:
+        assert isinstance(pipeline.backend, DeferredEngine)
+    dynamic = with_values(NodeConfig(), {**base, "engine_profile": "dynamic"})
+    with build_pipeline(dynamic, ScaleEstimator()) as pipeline:
+        assert pipeline.backend.profile == default_profile(SHORT)

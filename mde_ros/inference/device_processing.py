@@ -3,8 +3,9 @@
 On a GPU backend the uint8 camera frame is copied once into a pinned host buffer and uploaded
 (1/4 of the bytes of a float32 network input); resize + normalise + NCHW layout run on the GPU
 and write straight into the engine's input binding; the network output is resized back to the
-image size on the GPU and only that depth image comes back (one synchronisation per frame).
-Back-projection to a point cloud runs on the device too.
+image size on the GPU and only that prediction comes back (one synchronisation per frame).
+When the cloud is wanted, depth (from the scale the host estimated) and back-projection run on the
+device too, from the device's copy of the prediction, and only the points come back.
 
 The same code runs on CPU torch, which is how the tests compare it with `mde_ros.processing`
 (the numpy/OpenCV pipeline): same bicubic resize (a = -0.75, half-pixel centres, edge replicate),
@@ -17,7 +18,8 @@ import numpy as np
 
 from ..geometry.intrinsics import CameraIntrinsics
 from ..models.spec import ModelSpec
-from ..processing import network_size
+from .base import DepthMapping
+from .engine_cache import frame_input_shape
 
 
 class TorchProcessing:
@@ -39,7 +41,8 @@ class TorchProcessing:
         self._host_out: dict[tuple, object] = {}  # depth shape -> pinned host result buffer
 
     def input_size(self, height: int, width: int) -> tuple[int, int]:
-        return network_size(height, width, self.short_side, self.spec.patch_multiple)
+        """The CPU pre-processing's size (long side capped, extreme aspect ratios refused)."""
+        return frame_input_shape(height, width, self.short_side, self.spec.patch_multiple)[1:]
 
     def upload(self, rgb: np.ndarray):
         """uint8 HxWx3 numpy -> uint8 HxWx3 tensor on the device (via a reused pinned buffer on CUDA)."""
@@ -81,16 +84,47 @@ class TorchProcessing:
         return prediction[0, 0]
 
     def download(self, tensor) -> np.ndarray:
-        """Device tensor -> numpy, through a reused pinned buffer and one stream synchronisation."""
+        """Device tensor -> numpy, through a reused pinned buffer and one stream synchronisation.
+        The result is a fresh array (not the reused buffer): callers keep results across frames."""
         if tensor.device.type != "cuda":
-            return tensor.detach().numpy()
+            return tensor.detach().numpy().copy()  # may be a view of a reused network output
         host = self._host_out.get(tuple(tensor.shape))
         if host is None:
             host = self.torch.empty(tuple(tensor.shape), dtype=tensor.dtype, pin_memory=True)
             self._host_out[tuple(tensor.shape)] = host
         host.copy_(tensor, non_blocking=True)
         self.torch.cuda.current_stream(tensor.device).synchronize()
-        return host.numpy()
+        return host.numpy().copy()
+
+    def depth(self, prediction, mapping: DepthMapping):
+        """Prediction [H,W] on the device -> metres on the device, as the host pipeline computes
+        them (same float32 operations in the same order, see `DepthMapping`)."""
+        torch = self.torch
+        p = prediction.float()
+        nan = torch.full_like(p, float("nan"))
+        if mapping.inverse:
+            inverse = p * np.float32(mapping.gains[0]) + np.float32(mapping.offset)
+            depth = torch.where(inverse > 1e-6, 1.0 / inverse, nan)
+        else:
+            depth = p
+            for gain in mapping.gains:
+                depth = depth * np.float32(gain)
+            depth = torch.where(depth > 0, depth, nan)
+        if mapping.depth_max > 0:
+            depth = torch.where(depth > mapping.depth_max, torch.full_like(depth, float("inf")), depth)
+        return depth
+
+    def points(
+        self,
+        prediction,
+        mapping: DepthMapping,
+        intr: CameraIntrinsics,
+        stride: int = 1,
+        max_range: float = 0.0,
+    ) -> np.ndarray:
+        """Prediction on the device -> organised cloud on the host: depth and back-projection run on
+        the device, only the [H',W',3] points cross the bus (one synchronisation)."""
+        return self.download(self.backproject(self.depth(prediction, mapping), intr, stride, max_range))
 
     def backproject(self, depth, intr: CameraIntrinsics, stride: int = 1, max_range: float = 0.0):
         """Depth [H,W] on the device -> organised [H',W',3] float32 points on the device, with the

@@ -26,7 +26,6 @@ import numpy as np
 from ..errors import InvalidInputError, MdeRosError
 
 SIDECAR_FORMAT = 1
-PRECISIONS = ("fp16", "fp32")
 
 
 class EngineFidelityError(MdeRosError):
@@ -80,9 +79,10 @@ class Profile:
         wanted = tuple(max(v, hi) for v, hi in zip(bhw, self.max))
         raise ProfileError(
             f"input {_fmt(bhw)} (BxHxW) is outside the TensorRT engine profile ({self.describe()}). "
-            f"Either lower `input_size` so the network input fits, or rebuild the engine with a larger "
-            f"profile, e.g. `mde-ros build-engine --model ... --max-shape {_fmt(wanted)}` (or the "
-            "`tensorrt.max_shape` parameter); the engine is rebuilt automatically when the profile changes."
+            "Lower `input_size` so the network input fits, let the node build an engine for the "
+            "camera's own size (`engine_profile: static`, the default), or build one with a larger "
+            f"profile (`mde-ros build-engine --model ... --max-shape {_fmt(wanted)}`, or `max_shape` "
+            "of `create_backend`)."
         )
 
 
@@ -120,11 +120,24 @@ def default_profile(short_side: int, multiple: int = 14, max_batch: int = 1) -> 
     return Profile(min=(1, s, s), opt=(1, *opt), max=(max_batch, portrait[0], 2 * s), multiple=multiple)
 
 
+def frame_input_shape(height: int, width: int, short_side: int, multiple: int = 14) -> Shape:
+    """(1, h, w): the network input the fast pre-processing (`processing.Preprocessor`, and
+    `device_processing.TorchProcessing` on a GPU) makes of a height x width frame, long side capped."""
+    from ..processing import limit_network_size, network_size
+
+    size = network_size(height, width, short_side, multiple)
+    return (1, *limit_network_size(size, height, width, short_side, multiple))
+
+
 def static_profile(frame_height: int, frame_width: int, short_side: int, multiple: int = 14) -> Profile:
     """min = opt = max: the one network size a fixed camera's frames get (fastest kernels, least memory)."""
-    from ..processing import network_size
+    return input_profile(frame_input_shape(frame_height, frame_width, short_side, multiple), multiple)
 
-    shape = (1, *network_size(frame_height, frame_width, short_side, multiple))
+
+def input_profile(shape: Shape, multiple: int = 14) -> Profile:
+    """min = opt = max = one network input (B, H, W): the static profile of the input a fixed
+    camera's frames become, whatever pre-processing (fast or reference rounding) produced it."""
+    shape = tuple(int(v) for v in shape)
     return Profile(min=shape, opt=shape, max=shape, multiple=multiple)
 
 
@@ -317,7 +330,9 @@ def check_fidelity(report: dict[str, float], threshold: float, what: str) -> Non
             f"{what} disagrees with the ONNX Runtime fp32 reference: relative L1 error "
             f"{report['rel_l1']:.3g} (threshold {threshold:g}), max abs {report['max_abs']:.3g}, "
             f"non-finite outputs {report.get('non_finite', 0)}. The engine was NOT cached. Try "
-            "`precision: fp32`, a newer TensorRT, or raise `tensorrt.fidelity_threshold` if you accept it."
+            "`precision: fp32` (node parameter; `--precision fp32`), a newer TensorRT, or, if you accept "
+            "the error, build it once with `mde-ros build-engine --fidelity-threshold X` (same "
+            "--frame-size/--input-size as the node: it then loads that engine from the cache)."
         )
 
 

@@ -9,14 +9,16 @@ reason (an engine refused by its self-check, CUDA out of memory, a converter or 
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import logging
+from collections.abc import Callable
 from pathlib import Path
 
-from ..config import BACKENDS
+from ..config import BACKENDS, PRECISIONS
 from ..errors import BackendUnavailableError
 from .base import Backend
-from .cuda_probe import ORT_GPU_HINT, TENSORRT_HINT, Device, cuda_report, parse_device
+from .cuda_probe import ORT_GPU_HINT, TENSORRT_HINT, CudaReport, Device, cuda_report, parse_device
 from .onnxruntime_backend import available_providers
 
 log = logging.getLogger(__name__)
@@ -47,12 +49,17 @@ def create_backend(
     device: str = "auto",
     cuda_graphs: bool = False,
     show_progress: bool = False,
+    static_from_first_input: bool = False,
 ) -> Backend:
     """Create the backend named `kind` for `onnx_path` on `device` (see README: Backends).
 
     `precision`, `input_size`, `*_shape`, `frame_size`, `fidelity_threshold`, `engine_dir` apply to
     TensorRT (profile around `input_size`, static when the camera's (height, width) `frame_size` is
     known, overridden by 'BxHxW' shapes); `precision`/`cuda_graphs` to torch as well.
+    `static_from_first_input` (the node's `engine_profile: static`): when TensorRT runs (chosen or
+    picked by `auto`) and neither `frame_size` nor a shape is given, every start-up check is done
+    now and the engine is built or loaded at the first frame, with a static profile for its network
+    input (`deferred.DeferredEngine`). The other backends are created as without it.
     """
     if kind not in BACKENDS:
         raise BackendUnavailableError(f"unknown backend {kind!r}; choose one of {', '.join(BACKENDS)}")
@@ -68,6 +75,7 @@ def create_backend(
         frame_size=frame_size,
         fidelity_threshold=fidelity_threshold,
         show_progress=show_progress,
+        defer=static_from_first_input and frame_size is None and not any((min_shape, opt_shape, max_shape)),
     )
     if kind == "onnxruntime":
         return _onnxruntime(onnx_path, dev, threads)
@@ -93,13 +101,20 @@ def _auto(onnx_path: str | Path, dev: Device, threads: int, trt_kwargs: dict) ->
         log.info("backend auto: not using TensorRT (%s)", report.why_none())
     else:
         try:
-            backend = _tensorrt(onnx_path, dev, **trt_kwargs)
+            # A deferred engine falls back the same way at its first frame, if it cannot be made then.
+            fallback = functools.partial(_auto_onnxruntime, onnx_path, dev, threads, report)
+            backend = _tensorrt(onnx_path, dev, **trt_kwargs, fallback=fallback)
             log.info("backend auto -> tensorrt: TensorRT is installed and %d CUDA GPU(s) found", report.count)
             return backend
         except Exception as exc:  # any failure (OOM, parser, refused engine) falls back, with the reason
             log.warning(
                 "backend auto: TensorRT failed (%s: %s); trying ONNX Runtime", type(exc).__name__, exc
             )
+    return _auto_onnxruntime(onnx_path, dev, threads, report)
+
+
+def _auto_onnxruntime(onnx_path: str | Path, dev: Device, threads: int, report: CudaReport) -> Backend:
+    """`auto` after TensorRT: ONNX Runtime CUDA when onnxruntime-gpu has it, else ONNX Runtime CPU."""
     if "CUDAExecutionProvider" in available_providers():
         try:
             backend = _onnxruntime(onnx_path, Device("cuda", dev.index), threads)
@@ -146,7 +161,11 @@ def _tensorrt(
     frame_size: tuple[int, int] | None,
     fidelity_threshold: float | None,
     show_progress: bool,
+    defer: bool = False,
+    fallback: Callable[[], Backend] | None = None,
 ) -> Backend:
+    """A TensorRT backend, or with `defer` a `DeferredEngine` whose engine waits for the first
+    input's shape (`fallback`: what `auto` uses if that engine cannot be made then)."""
     from ..models.onnx_contract import read_spec
     from .engine_cache import make_profile
     from .tensorrt_backend import DEFAULT_FIDELITY_THRESHOLD, TensorRTBackend, import_tensorrt
@@ -154,20 +173,34 @@ def _tensorrt(
     import_tensorrt()  # a clear error before any other work
     if dev.kind == "cpu":
         raise BackendUnavailableError("the TensorRT backend runs on a CUDA device; device is cpu")
+    if precision not in PRECISIONS:
+        raise BackendUnavailableError(f"precision {precision!r}: choose one of {', '.join(PRECISIONS)}")
     report = cuda_report()
     if not report.devices:
         raise BackendUnavailableError(f"TensorRT needs an NVIDIA GPU: {report.why_none()}")
     if dev.index >= report.count:
         raise BackendUnavailableError(f"device {dev} does not exist: {report.count} CUDA device(s) visible")
     spec = read_spec(onnx_path)
+    if spec.needs_prompt:  # checked here too: a deferred engine must fail at start-up, not at a frame
+        raise BackendUnavailableError(f"the TensorRT backend does not run prompted models ({spec.name})")
+    gpu = report.devices[dev.index]
+
+    def engine(profile) -> Backend:
+        threshold = DEFAULT_FIDELITY_THRESHOLD if fidelity_threshold is None else fidelity_threshold
+        return TensorRTBackend(
+            onnx_path,
+            engine_dir=engine_dir,
+            precision=precision,
+            profile=profile,
+            fidelity_threshold=threshold,
+            show_progress=show_progress,
+            gpu=gpu,
+        )
+
+    if defer:
+        from .deferred import DeferredEngine
+
+        planned = f"cuda:{gpu.index} ({gpu.name}), TensorRT {precision}"
+        return DeferredEngine(spec, engine, planned, fallback)
     short = input_size or spec.default_input_size
-    profile = make_profile(short, spec.patch_multiple, *shapes, frame_size=frame_size)
-    return TensorRTBackend(
-        onnx_path,
-        engine_dir=engine_dir,
-        precision=precision,
-        profile=profile,
-        fidelity_threshold=DEFAULT_FIDELITY_THRESHOLD if fidelity_threshold is None else fidelity_threshold,
-        show_progress=show_progress,
-        gpu=report.devices[dev.index],
-    )
+    return engine(make_profile(short, spec.patch_multiple, *shapes, frame_size=frame_size))

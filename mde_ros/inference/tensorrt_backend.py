@@ -10,7 +10,8 @@ refusal is remembered so that the next start does not rebuild it.
 
 Run: device buffers allocated once for the profile's max shape (torch CUDA tensors when torch has
 CUDA, else `cuda.bindings.runtime`), `execute_async_v3` on one stream; with torch CUDA,
-`predict_frame` pre/post-processes on the GPU straight into / out of the bindings.
+`predict_frame` pre/post-processes on the GPU straight into / out of the bindings (and computes
+the point cloud there when it is wanted).
 
 Not tested on this project's CI (no GPU, TensorRT not installable): the TensorRT-free logic lives in
 `engine_cache` and `models.fp16`, which are.
@@ -27,14 +28,14 @@ from pathlib import Path
 
 import numpy as np
 
+from ..config import PRECISIONS
 from ..errors import BackendUnavailableError, InvalidModelError
 from ..logsteps import long_step
 from ..models.onnx_contract import file_sha256, read_spec
 from ..models.spec import INPUT_PIXELS, OUTPUT_DEPTH
-from .base import Backend
+from .base import Backend, DevicePrediction
 from .cuda_probe import CUDA_PYTHON_HINT, TENSORRT_HINT, GpuInfo, cuda_report
 from .engine_cache import (
-    PRECISIONS,
     EngineFidelityError,
     EngineKey,
     Profile,
@@ -463,11 +464,19 @@ class TensorRTBackend(Backend):
             proc = self._processing = TorchProcessing(self.spec, short_side, self.cuda.device)
         height, width = rgb.shape[:2]
         net_h, net_w = proc.input_size(height, width)
-        with torch.cuda.stream(self.cuda.torch_stream), torch.no_grad():
-            pixels, depth = self.device_tensors((1, net_h, net_w))
+        stream = self.cuda.torch_stream
+        with torch.cuda.stream(stream), torch.no_grad():
+            pixels, raw = self.device_tensors((1, net_h, net_w))
             proc.preprocess(proc.upload(rgb), out=pixels)
             self.run_bound((1, net_h, net_w), self.cuda.stream)
-            return proc.download(proc.postprocess(depth, height, width)), (net_h, net_w)
+            prediction = proc.postprocess(raw, height, width)
+            host = proc.download(prediction)
+
+        def points(mapping, intrinsics, stride, max_range):  # same stream, before the next frame
+            with torch.cuda.stream(stream), torch.no_grad():
+                return proc.points(prediction, mapping, intrinsics, stride, max_range)
+
+        return DevicePrediction(host, (net_h, net_w), points)
 
     def device_tensors(self, shape: tuple[int, int, int]):
         """(input, output) torch views of the engine's bindings for a (B, H, W) input, so that GPU

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..errors import BackendUnavailableError, ModelNotFoundError
 from ..models.onnx_contract import read_spec
-from .base import Backend
+from .base import Backend, DevicePrediction
 
 log = logging.getLogger(__name__)
 
@@ -214,7 +214,13 @@ class TorchBackend(Backend):
         with self._torch.no_grad():
             pixels = proc.preprocess(proc.upload(rgb))
             prediction = proc.postprocess(self.forward_tensor(pixels), *rgb.shape[:2])
-            return proc.download(prediction), tuple(pixels.shape[2:])
+            host = proc.download(prediction)
+
+        def points(mapping, intrinsics, stride, max_range):  # the cloud from the device's copy
+            with self._torch.no_grad():
+                return proc.points(prediction, mapping, intrinsics, stride, max_range)
+
+        return DevicePrediction(host, tuple(pixels.shape[2:]), points)
 
     def infer(self, pixel_values: np.ndarray, prompt_ids: np.ndarray | None = None) -> np.ndarray:
         if self.spec.needs_prompt:

@@ -108,6 +108,17 @@ DOCS: dict[str, Doc] = {
         "recipe: lower_bound rounding, float cubic resize, align_corners output resize).",
         _R,
     ),
+    "precision": Doc(
+        "TensorRT engine and torch-on-CUDA precision (CPU backends run fp32). fp32 where an fp16 "
+        "engine is refused by its self-check (TensorRT 10.3 / JetPack 6).",
+        _R,
+    ),
+    "engine_profile": Doc(
+        "TensorRT profile: static (engine built or loaded at the first frame for its network input, "
+        "min = opt = max: fastest, least memory; another size later gets its own engine) or dynamic "
+        "(one engine around input_size for any frame size, built at start-up).",
+        _R,
+    ),
     "points.enabled": Doc("Publish depth/points."),
     "points.stride": Doc(
         "Keep every N-th row and column of the cloud (1 = full, organized).", int_range=(1, 64)
