@@ -29,8 +29,11 @@ def test_doctor_reports_everything_and_ends_in_cpu_figures(tiny_onnx, tmp_path):
         "ONNX Runtime",
         "fidelity vs ORT fp32",
         "pipeline / bare",
+        "point cloud",
     ):
         assert label in out, label
+    # the node's TensorRT profiles for this camera, printed without TensorRT
+    assert "engine profile 28      static (node default) min 1x28x42, opt 1x28x42, max 1x28x42" in out
     # two sizes: 28 and the tiny model's default, each bare vs pipeline with median and p90
     assert out.count("bare network") == 2 and out.count("median") >= 4 and out.count("p90") >= 4
     summary = out.split("== summary")[1].strip().splitlines()
@@ -39,6 +42,7 @@ def test_doctor_reports_everything_and_ends_in_cpu_figures(tiny_onnx, tmp_path):
         assert "CPU figures: no CUDA GPU visible" in summary[-1]
         assert "pip install cuda-python" in out or "cudaGetDeviceCount" in out
         assert "onnxruntime on CPUExecutionProvider" in summary[0]
+        assert out.count("point cloud            back-projected on the host") == 2
         # fidelity on CPU: the fp16 converter's ONNX at the profile corners, with numbers
         fidelity = [line for line in out.splitlines() if "fidelity vs ORT fp32" in line]
         assert len(fidelity) == 6 and all(

@@ -3,9 +3,12 @@
 Sections: system (CPU, Jetson, NVIDIA driver), CUDA (each probe: cuda-python, torch), TensorRT,
 ONNX Runtime providers, torch; then, for one model, the backend `auto` (or the one asked for)
 really starts, its fidelity against ONNX Runtime fp32 at several shapes, and the bare network vs
-the full pipeline (pre + infer + post + cloud) on a 640x480 frame at 518 and at the model's
-default size: median, p90 and their ratio. Missing pieces are reported with the package to
-install; the command exits 0 whenever the model ran on some backend.
+the full pipeline (pre + infer + post + cloud, with a fixed metric scale so that the cloud is the
+one the node publishes) on a 640x480 frame at 518 and at the model's default size: median, p90 and
+their ratio, and where the cloud was computed (on the device for GPU backends, checked against the
+host back-projection). The TensorRT profiles the node would build for that camera are printed
+too. Missing pieces are reported with the package to install; the command exits 0 whenever the
+model ran on some backend.
 """
 
 from __future__ import annotations
@@ -198,10 +201,14 @@ def _bench(backend, short: int, width: int, height: int, frames: int, warmup: in
 
     from ..geometry.intrinsics import CameraIntrinsics
     from ..inference.engine_cache import fidelity_inputs
+    from ..models.spec import DISPARITY
     from ..pipeline import DepthPipeline, Frame
+    from ..scale.base import FixedScale
     from .bench import _timeit_interleaved
 
-    pipeline = DepthPipeline(backend, input_size=short)
+    # A metric scale, so that the cloud is the one the node publishes (on the device for GPU backends)
+    scale = FixedScale(1.0) if backend.spec.convention == DISPARITY else None
+    pipeline = DepthPipeline(backend, input_size=short, scale=scale)
     net_h, net_w = pipeline.preprocess.input_size(height, width)
     pixels = fidelity_inputs((1, net_h, net_w), backend.spec)
     rgb = np.random.default_rng(1).integers(0, 255, (height, width, 3), dtype=np.uint8)
@@ -213,7 +220,26 @@ def _bench(backend, short: int, width: int, height: int, frames: int, warmup: in
     }
     stats = _timeit_interleaved(fns, frames, warmup)
     stats["size"] = (net_h, net_w)
+    stats["cloud"] = _cloud_check(pipeline, frame)
     return stats
+
+
+def _cloud_check(pipeline, frame) -> str:
+    """Where the cloud was computed, and (device) how far it is from the host back-projection of
+    the same depth image."""
+    import numpy as np
+
+    from ..geometry.pointcloud import backproject
+
+    on_device = pipeline.backend.predict_frame(frame.rgb, pipeline.input_size) is not None
+    result = pipeline.process(frame, want_points=True)
+    if not on_device:
+        return "back-projected on the host (CPU pre/post-processing)"
+    host = backproject(result.depth, frame.intrinsics)
+    finite = np.isfinite(host) & np.isfinite(result.points)
+    same_classes = np.array_equal(np.isnan(host), np.isnan(result.points))
+    err = float(np.abs(result.points - host)[finite].max() / max(np.abs(host[finite]).max(), 1e-12))
+    return f"back-projected on the device; vs host: max rel {err:.1e}, NaN pattern equal: {same_classes}"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -236,6 +262,7 @@ def run(args: argparse.Namespace) -> int:
         for s in args.sizes.split(",")
         if s.strip()
     ]
+    _report_profiles(spec, sizes, height, width)
     results = []
     failures = []
     for short in dict.fromkeys(sizes):
@@ -291,6 +318,17 @@ def run(args: argparse.Namespace) -> int:
     return 0 if results else 1
 
 
+def _report_profiles(spec, sizes: list[int], height: int, width: int) -> None:
+    """The TensorRT profiles the node would build for this camera (TensorRT-free: printed everywhere)."""
+    from ..inference.engine_cache import default_profile, static_profile
+
+    for short in dict.fromkeys(sizes):
+        static = static_profile(height, width, short, spec.patch_multiple)
+        dynamic = default_profile(short, spec.patch_multiple)
+        _item(f"engine profile {short}", f"static (node default) {static.describe()}")
+        _item("", f"dynamic {dynamic.describe()}")
+
+
 def _print_bench(stats: dict, width: int, height: int) -> None:
     net_h, net_w = stats["size"]
     for name, label in (
@@ -300,3 +338,4 @@ def _print_bench(stats: dict, width: int, height: int) -> None:
         s = stats[name]
         _item(label, f"median {s['median']:.2f} ms, p90 {s['p90']:.2f} ms")
     _item("pipeline / bare", f"{stats['pipeline']['median'] / stats['bare']['median']:.3f}")
+    _item("point cloud", stats["cloud"])
