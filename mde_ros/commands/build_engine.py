@@ -6,6 +6,7 @@ import argparse
 
 EXAMPLES = """\
   mde-ros build-engine --model default            # TensorRT + NVIDIA GPU ([gpu] extra)
+  mde-ros build-engine --model default --frame-size 640x480   # the engine the node loads for that camera
   mde-ros build-engine --model model.onnx --input-size 364 --precision fp32
 """
 
@@ -19,7 +20,8 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--frame-size",
         default="",
-        help="camera frame WxH, e.g. 640x480: a static profile (min = opt = max) for that camera only",
+        help="camera frame WxH, e.g. 640x480: a static profile (min = opt = max) for that camera only; "
+        "the node (engine_profile: static) loads this engine for frames of that size",
     )
     parser.add_argument("--min-shape", default="", help="profile min BxHxW (default: 1xSxS)")
     parser.add_argument(
