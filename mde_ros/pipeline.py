@@ -129,9 +129,9 @@ class DepthPipeline:
         points = None
         if want_points and frame.intrinsics is not None:
             mark = time.perf_counter()
-            mapping = self._depth_mapping(state, frame.intrinsics, net_size) if metric else None
-            if on_device is not None and on_device.points is not None and mapping is not None:
+            if metric and on_device is not None and on_device.points is not None:
                 # GPU backends: depth + back-projection on the device; only the cloud comes back
+                mapping = self._depth_mapping(state, frame.intrinsics, net_size)
                 points = on_device.points(mapping, frame.intrinsics, points_stride, points_max_range)
             else:
                 points = backproject(depth, frame.intrinsics, points_stride, points_max_range)

@@ -164,6 +164,41 @@ def test_device_cloud_matches_the_cpu_cloud(onnx_pair, disparity_onnx, frames, m
             assert rel <= 1e-3 and flipped <= 1e-3, (rel, flipped)
 
 
+@pytest.mark.parametrize(
+    "convention, scale",
+    [
+        ("disparity", (0.4, 0.05)),
+        ("metric", (1.0, 0.0)),
+        ("metric", (1.7, 0.0)),
+        ("metric_canonical", (1.3, 0.0)),
+    ],
+)
+def test_device_depth_is_the_host_depth_for_every_convention(onnx_pair, frames, convention, scale):
+    """`DepthMapping` + `TorchProcessing.depth` give the pipeline's own host depth (incl. the
+    canonical-focal gain and depth.max) from the same prediction, bit for bit up to float rounding."""
+    from dataclasses import replace
+
+    from mde_ros.scale.base import METRIC, ScaleState
+
+    with OnnxRuntimeBackend(onnx_pair[0], threads=1) as backend:
+        pipeline = DepthPipeline(backend, SHORT)
+    pipeline.spec = replace(pipeline.spec, convention=convention, canonical_focal=50.0)
+    pipeline.depth_max = 3.0
+    state = ScaleState(METRIC, *scale)
+    prediction = np.random.default_rng(0).uniform(-0.2, 4.0, (480, 640)).astype(np.float32)
+    intrinsics, net_size = frames[0].intrinsics, (56, 70)
+    base = pipeline._metric_base(prediction, intrinsics, net_size)
+    expected, metric = pipeline._to_depth(prediction, state, base)
+    expected[expected > pipeline.depth_max] = np.inf
+    mapping = pipeline._depth_mapping(state, intrinsics, net_size)
+    got = TorchProcessing(pipeline.spec, SHORT).depth(torch.from_numpy(prediction), mapping).numpy()
+    assert metric and np.isnan(expected).any() and np.isposinf(expected).any()
+    assert np.array_equal(np.isnan(got), np.isnan(expected)) and np.array_equal(
+        np.isinf(got), np.isinf(expected)
+    )
+    np.testing.assert_allclose(got, expected, rtol=1e-6, equal_nan=True)
+
+
 def test_cpu_backend_cloud_is_the_host_back_projection(onnx_pair, frames):
     """CPU backends have no device path: the cloud is `backproject` of the published depth."""
     with OnnxRuntimeBackend(onnx_pair[0], threads=1) as backend:
