@@ -159,13 +159,18 @@ def test_refused_engine_is_remembered_until_the_threshold_accepts_it(tmp_path):
 
 
 def test_fidelity_inputs_are_image_like_at_every_profile_shape():
-    from mde_ros.inference.engine_cache import fidelity_inputs, fidelity_shapes
+    from mde_ros.inference.engine_cache import fidelity_cases, fidelity_inputs, fidelity_shapes
 
     spec = tiny_depth_anything_spec()
     profile = default_profile(252)
     shapes = fidelity_shapes(profile)
     assert shapes == [(1, 252, 336), (1, 252, 252), (1, 336, 504)]
-    assert fidelity_shapes(Profile((1, 252, 336), (1, 252, 336), (1, 252, 336))) == [(1, 252, 336)]
+    static = Profile((1, 252, 336), (1, 252, 336), (1, 252, 336))
+    assert fidelity_shapes(static) == [(1, 252, 336)]
+    # a static profile has one shape: the self-check still runs two different image-like inputs
+    assert fidelity_cases(static) == [((1, 252, 336), 0), ((1, 252, 336), 1)]
+    assert fidelity_cases(profile) == [(shape, 0) for shape in shapes]
+    assert not np.array_equal(fidelity_inputs(shapes[0], spec, 0), fidelity_inputs(shapes[0], spec, 1))
     pixels = fidelity_inputs(shapes[0], spec)
     assert pixels.shape == (1, 3, 252, 336) and pixels.dtype == np.float32
     raw = pixels[0].transpose(1, 2, 0) * np.asarray(spec.std) * 255 + np.asarray(spec.mean) * 255

@@ -346,6 +346,16 @@ def fidelity_shapes(profile: Profile) -> list[Shape]:
     return shapes
 
 
+def fidelity_cases(profile: Profile, min_inputs: int = 2) -> list[tuple[Shape, int]]:
+    """(shape, seed) of every self-check input: each distinct profile corner, and more seeds at the
+    one shape of a static profile, so that no engine is accepted on a single input."""
+    shapes = fidelity_shapes(profile)
+    cases = [(shape, 0) for shape in shapes]
+    for seed in range(1, min_inputs - len(shapes) + 1):
+        cases.append((shapes[0], seed))
+    return cases
+
+
 def fidelity_inputs(shape: Shape, spec, seed: int = 0) -> np.ndarray:
     """Image-like normalised pixels: smooth shading plus hard-edged objects (the high-contrast
     edges of real frames are where fp16 attention logits grow), for the spec's mean/std."""

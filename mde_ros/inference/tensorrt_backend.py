@@ -390,17 +390,18 @@ class TensorRTBackend(Backend):
         )
 
     def self_check(self, threshold: float) -> list[dict]:
-        """Engine vs ONNX Runtime fp32 on image-like inputs at every distinct profile shape; a
-        refusal is remembered next to the engine so the next start does not rebuild it."""
-        from .engine_cache import fidelity_inputs, fidelity_shapes
+        """Engine vs ONNX Runtime fp32 on image-like inputs at every distinct profile shape (two
+        inputs for a static profile); a refusal is remembered next to the engine so the next start
+        does not rebuild it."""
+        from .engine_cache import fidelity_cases, fidelity_inputs
         from .onnxruntime_backend import OnnxRuntimeBackend
 
         reports = []
         with OnnxRuntimeBackend(self.onnx_path, providers="cpu") as reference:
-            for shape in fidelity_shapes(self.profile):
-                pixels = fidelity_inputs(shape, self.spec)
+            for shape, seed in fidelity_cases(self.profile):
+                pixels = fidelity_inputs(shape, self.spec, seed)
                 report = fidelity_report(reference.infer(pixels), self.infer(pixels))
-                reports.append({"shape": list(shape), **report})
+                reports.append({"shape": list(shape), "seed": seed, **report})
         worst = max(reports, key=lambda r: r["rel_l1"])
         try:
             check_fidelity(
