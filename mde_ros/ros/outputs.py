@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import copy
 import time
 from typing import Any
 
@@ -88,8 +89,9 @@ class DepthOutputs:
             relative = result.depth if not result.metric else relative_depth_from_disparity(result.prediction)
             self.pubs[RELATIVE].publish(self._writers[RELATIVE].write(relative, header))
         if want[INFO]:
-            info.header = header
-            self.pubs[INFO].publish(info)
+            stamped = copy.copy(info)  # the node's cached CameraInfo keeps the camera's own header
+            stamped.header = header
+            self.pubs[INFO].publish(stamped)
         timings["publish depth"] = lap_ms(mark)
         if want[COLOR]:
             mark = time.perf_counter()
