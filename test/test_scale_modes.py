@@ -210,7 +210,9 @@ def test_eval_scale_runs_the_network_next_to_perfect_depth_and_the_oracle(tiny_o
         ("castel", "sparse", "network"),
         ("castel", "-", "oracle"),
     } == rows
-    assert "jitter" in lines[0] and "to metric" in lines[0] and "depth err" in lines[0]
+    assert (
+        "jitter" in lines[0] and "to metric" in lines[0] and "depth err" in lines[0] and "log err" in lines[0]
+    )
 
 
 def test_trajectory_follows_the_network_while_the_camera_stands_still(castle_simu):

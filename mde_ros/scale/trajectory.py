@@ -6,9 +6,11 @@ keyframe and the current frame (at least `min_baseline` apart), ORB features are
 triangulated with the metric relative pose, filtered by cheirality, parallax and reprojection
 error, and the network output at the current pixels is fitted to their depths, together with the
 latest earlier triangulated points (`MAX_LANDMARKS`, kept in the world frame) moved into the
-current view with its pose: they cover more of the image than one frame pair's matches. While
-the baseline is too short to triangulate, those points alone keep the fit going, so the scale
-follows the network's frame-to-frame changes instead of holding a stale (s, t).
+current view with its pose: they cover more of the image than one frame pair's matches. Features
+cluster where the image is textured, so each point counts by the image area it stands for when
+the fit's level is set (`robust.density_weights`). While the baseline is too short to
+triangulate, those points alone keep the fit going, so the scale follows the network's
+frame-to-frame changes instead of holding a stale (s, t).
 
 A monocular SLAM trajectory is itself only up to scale: the depth then comes out in the
 trajectory's units, consistent over time, not in metres.
@@ -176,7 +178,7 @@ class TrajectoryScale(FilteredEstimator):
         if self.landmarks is not None:  # earlier points, moved into this view, cover more of it
             old = project_points(transform_points(invert(pose), self.landmarks), item.intrinsics)
             u, v, z = np.concatenate([u, old.u]), np.concatenate([v, old.v]), np.concatenate([z, old.z])
-        result = fit_measurement(self, item, u, v, z, "triangulated matches", "few_matches")
+        result = fit_measurement(self, item, u, v, z, "triangulated matches", "few_matches", balance=True)
         if isinstance(result, Measurement):
             result.note += f", baseline {baseline:.3f} m"
             kept = self.landmarks if self.landmarks is not None else fresh[:0]
@@ -190,7 +192,9 @@ class TrajectoryScale(FilteredEstimator):
         if self.landmarks is None:
             return None
         projection = project_points(transform_points(invert(pose), self.landmarks), item.intrinsics)
-        result = fit_measurement(self, item, projection.u, projection.v, projection.z, "tracked landmarks")
+        result = fit_measurement(
+            self, item, projection.u, projection.v, projection.z, "tracked landmarks", balance=True
+        )
         return result if isinstance(result, Measurement) else None
 
     def _match(self, a: Keyframe, b: Keyframe) -> tuple[np.ndarray, np.ndarray]:
