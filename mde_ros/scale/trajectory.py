@@ -29,6 +29,7 @@ from ..geometry.intrinsics import CameraIntrinsics
 from .base import ScaleInput
 from .filter import FilteredEstimator, Measurement, Rejection
 from .sparse import fit_measurement, project_points
+from .stabiliser import DepthStabiliser
 from .transforms import UNIT_TOLERANCE, invert, pose_matrix, slerp, transform_points
 
 EXACT_STAMP = 1e-6  # seconds: an image stamp this close to a pose stamp uses that pose as is
@@ -113,6 +114,7 @@ class TrajectoryScale(FilteredEstimator):
         max_jump: float,
         max_reprojection_px: float = 2.0,
         features: int = 1000,
+        stabiliser: DepthStabiliser | None = None,
     ) -> None:
         super().__init__(time_constant, max_jump)
         self.cam_in_pose = cam_in_pose
@@ -127,6 +129,7 @@ class TrajectoryScale(FilteredEstimator):
         self.keyframe: Keyframe | None = None
         self.landmarks: np.ndarray | None = None  # (N, 3) world points of the latest accepted fits
         self.last_rejection: str | None = None  # reason of the latest add_pose refusal, for logs
+        self.stabiliser = stabiliser  # scale.stabilise: blends the published depth along the poses
 
     def add_pose(self, stamp: float, position: np.ndarray, quaternion_xyzw: np.ndarray) -> bool:
         """Buffer one pose of the pose frame in the world (called from a ROS callback thread)."""
@@ -208,10 +211,21 @@ class TrajectoryScale(FilteredEstimator):
         _, first = np.unique(train, return_index=True)  # one keyframe feature per current feature
         return a.points[query[first]], b.points[train[first]]
 
+    def stabilise(self, depth: np.ndarray, intrinsics: CameraIntrinsics | None, stamp: float) -> np.ndarray:
+        """With `scale.stabilise`: blend in the previous published depth, moved into this view with
+        the odometry pose at `stamp` (no pose: this frame's depth alone, and the blend restarts)."""
+        if self.stabiliser is None or intrinsics is None:
+            return depth
+        with self.lock:
+            pose, _ = self.poses.lookup(stamp)
+        return self.stabiliser.apply(depth, intrinsics, None if pose is None else pose @ self.cam_in_pose)
+
     def reset(self) -> None:
         super().reset()
         self.keyframe = None  # its pose belongs to the old time line
         self.landmarks = None
+        if self.stabiliser is not None:
+            self.stabiliser.reset()
 
 
 def pose_points(
