@@ -129,6 +129,9 @@ class ScaleConfig:
     extrinsic: TransformConfig = TransformConfig()
     sparse: SparseConfig = SparseConfig()
     filter: FilterConfig = FilterConfig()
+    # trajectory mode: blend weight of the previous depth moved into the view with the odometry
+    # (mde_ros.scale.stabiliser); 0 = off
+    stabilise: float = 0.0
 
 
 @dataclass(frozen=True)

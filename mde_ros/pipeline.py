@@ -120,6 +120,8 @@ class DepthPipeline:
             ScaleInput(prediction, frame.rgb, frame.intrinsics, frame.stamp, self.spec.convention, base)
         )
         depth, metric = self._to_depth(prediction, state, base)
+        if metric:  # optional odometry stabiliser (scale.stabilise, trajectory mode)
+            depth = self.scale.stabilise(depth, frame.intrinsics, frame.stamp)
         if metric and self.depth_max > 0:
             depth[depth > self.depth_max] = np.inf
         if sky is not None:  # REP 118: beyond range is +Inf, not a made-up depth

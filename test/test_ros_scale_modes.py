@@ -229,7 +229,7 @@ def test_trajectory_mode_recovers_metric_depth_from_odometry(oracle_onnx, castle
         session.close()
 
 
-def _trajectory_session(oracle_onnx, castle, tmp_path):
+def _trajectory_session(oracle_onnx, castle, tmp_path, extra: dict | None = None, log: str = "node.log"):
     """A trajectory-mode node on the cropped Castle-simu frames, its odometry publisher, and the
     crop's intrinsics; the caller closes the session."""
     from nav_msgs.msg import Odometry
@@ -237,8 +237,8 @@ def _trajectory_session(oracle_onnx, castle, tmp_path):
 
     k = castle[0].intrinsics
     k = CameraIntrinsics(k.fx, k.fy, k.cx - LEFT, k.cy - TOP, CROP_W, CROP_H)
-    params = {"input_size": CROP_H, "scale.mode": "trajectory", "scale.min_baseline": 0.03}
-    session = Session(oracle_onnx, tmp_path / "node.log", params)
+    params = {"input_size": CROP_H, "scale.mode": "trajectory", "scale.min_baseline": 0.03, **(extra or {})}
+    session = Session(oracle_onnx, tmp_path / log, params)
     try:
         odom_pub = session.client.node.create_publisher(
             Odometry, "odom", QoSProfile(depth=50, reliability=ReliabilityPolicy.RELIABLE)
@@ -249,6 +249,44 @@ def _trajectory_session(oracle_onnx, castle, tmp_path):
         session.close()
         raise
     return session, odom_pub, k
+
+
+@pytest.mark.ros
+def test_trajectory_mode_stabilise_blends_the_depth_along_the_odometry(oracle_onnx, castle, tmp_path):
+    """`scale.stabilise` over DDS: the same frames and odometry with and without it. The first metric
+    frame has nothing to blend (the same depth); later ones are blended on most pixels, stay metric
+    within 5 % and agree better with the previous frame moved along the ground-truth poses."""
+    from types import SimpleNamespace
+
+    from mde_ros.scale.temporal import TemporalMeter
+
+    stamps = [50.0 + 0.1 * i for i in range(len(castle))]
+    published, meters = {}, {}
+    for weight in (0.0, 0.7):
+        session, odom_pub, k = _trajectory_session(
+            oracle_onnx, castle, tmp_path, {"scale.stabilise": weight}, f"node-{weight}.log"
+        )
+        try:
+            for stamp, frame in zip(stamps, castle):
+                odom_pub.publish(_odometry(stamp, frame.pose_cam_obj))
+            time.sleep(0.5)
+            meters[weight], published[weight] = TemporalMeter(), []
+            for i, (stamp, frame) in enumerate(zip(stamps, castle)):
+                rgb, truth = castle_image(frame)
+                depth = session.send(stamp, rgb, k, "depth/image" if i else "depth/relative")
+                published[weight].append((depth, truth, rgb[..., 0] > 0))
+                seen = SimpleNamespace(depth=truth, intrinsics=k, pose_cam_obj=frame.pose_cam_obj)
+                meters[weight].add(seen, depth if i else None)
+        finally:
+            session.close()
+    plain, stable = published[0.0], published[0.7]
+    np.testing.assert_array_equal(stable[1][0], plain[1][0])  # first metric frame: nothing to blend
+    for (depth, truth, mask), (reference, _, _) in zip(stable[2:], plain[2:]):
+        ok = mask & np.isfinite(depth) & np.isfinite(reference)
+        assert np.mean(np.abs(depth[ok] / reference[ok] - 1) > 1e-4) > 0.3  # blended
+        assert abs(_scale_error(depth, truth, mask)[0]) <= 0.05
+    temporal = {w: m.summary()["temporal_error"] for w, m in meters.items()}
+    assert temporal[0.7] < temporal[0.0], temporal
 
 
 def wait_subscribed(publisher, timeout: float = 20.0) -> bool:

@@ -10,10 +10,11 @@ from scale_data import visp_data
 
 from mde_ros.config import FilterConfig, scale_config
 from mde_ros.geometry import CameraIntrinsics
-from mde_ros.scale.base import HOLDING, METRIC, RELATIVE, ScaleInput
+from mde_ros.scale.base import HOLDING, METRIC, RELATIVE, ScaleInput, ScaleState
 from mde_ros.scale.evaluate import (
     TRUE_SCALE,
     TRUE_SHIFT,
+    depth_ratio,
     jitter,
     run_sequence,
     simulate_relative,
@@ -22,6 +23,7 @@ from mde_ros.scale.evaluate import (
 from mde_ros.scale.factory import create_estimator
 from mde_ros.scale.filter import ScaleFilter
 from mde_ros.scale.robust import ransac_affine, robust_scale
+from mde_ros.scale.sparse import fit_measurement, project_points
 from mde_ros.scale.transforms import extrinsic, invert, matrix_to_quat, quat_to_matrix, slerp
 
 K = CameraIntrinsics(300.0, 300.0, 159.5, 119.5, 320, 240)
@@ -257,3 +259,49 @@ def test_sparse_follows_the_scale_with_the_shift_held_when_points_span_one_depth
     assert "shift held" in state.message and "s old" in state.message and state.age_s == 0.0
     assert abs(state.scale / (TRUE_SCALE * drift) - 1) < 0.03, state
     assert np.nanmedian(state.disparity_to_depth(disparity) / wall) == pytest.approx(1.0, abs=0.03)
+
+
+def test_sparse_level_is_the_published_depths_median_not_the_inliers(rng):
+    """A real network is off by 20-40 % on some surfaces, mostly one way: the inlier band drops that
+    tail, so a fit of the inliers alone publishes depth with a biased scale; the level is set by the
+    median over all points but the gross outliers, i.e. median(depth / truth) = 1 where users read it."""
+    depth = _scene_depth()
+    v, u = np.mgrid[0:240, 0:320]
+    tail = (u // 40 + v // 40) % 4 == 0  # a quarter of the image: the network puts it 35 % too near
+    disparity = simulate_relative(depth, rng, 0.03)
+    disparity = np.where(tail, disparity * 1.35, disparity).astype(np.float32)
+    points = _points(depth, rng, 1000)  # 10 % gross outliers
+    estimator = create_estimator(scale_config({"mode": "sparse"}))
+    estimator.add_sparse_points(0.0, points)
+    state = estimator.update(ScaleInput(disparity, None, K, 0.0, "disparity"))
+    assert state.status == METRIC
+    assert abs(depth_ratio(state.disparity_to_depth(disparity), depth) - 1) < 0.008
+    projection = project_points(points, K)
+    inliers_only = ransac_affine(
+        disparity[projection.v, projection.u], projection.z, np.random.default_rng(0)
+    )
+    biased = 1.0 / (inliers_only.scale * disparity + inliers_only.shift)
+    assert depth_ratio(biased, depth) - 1 < -0.012  # what the level correction removes
+
+
+def test_clustered_points_count_by_the_image_area_they_stand_for(rng):
+    """Features cluster on texture: 70 % of them on one patch where the network is 15 % off must not
+    set the scale of the whole image (trajectory mode balances them; sparse sensors sample evenly)."""
+    depth = _scene_depth()
+    v, u = np.mgrid[0:240, 0:320]
+    patch = (u < 120) & (v < 100)
+    disparity = simulate_relative(depth, np.random.default_rng(1), 0.01)
+    disparity = np.where(patch, disparity / 1.15, disparity).astype(np.float32)
+    pick = np.random.default_rng(1)
+    pu, pv = pick.integers(0, 120, 350), pick.integers(0, 100, 350)
+    ru, rv = pick.integers(0, 320, 150), pick.integers(0, 240, 150)
+    rest = ~patch[rv, ru]
+    u_pts, v_pts = np.concatenate([pu, ru[rest]]), np.concatenate([pv, rv[rest]])
+    item = ScaleInput(disparity, None, K, 0.0, "disparity")
+    errors = []
+    for balance in (False, True):
+        estimator = create_estimator(scale_config({"mode": "sparse"}))
+        fit = fit_measurement(estimator, item, u_pts, v_pts, depth[v_pts, u_pts], "points", balance=balance)
+        published = ScaleState(METRIC, fit.scale, fit.shift).disparity_to_depth(disparity)
+        errors.append(depth_ratio(published, depth) - 1)
+    assert errors[0] < -0.05 and abs(errors[1]) < 0.03, errors

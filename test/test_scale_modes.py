@@ -210,7 +210,9 @@ def test_eval_scale_runs_the_network_next_to_perfect_depth_and_the_oracle(tiny_o
         ("castel", "sparse", "network"),
         ("castel", "-", "oracle"),
     } == rows
-    assert "jitter" in lines[0] and "to metric" in lines[0] and "depth err" in lines[0]
+    assert (
+        "jitter" in lines[0] and "to metric" in lines[0] and "depth err" in lines[0] and "log err" in lines[0]
+    )
 
 
 def test_trajectory_follows_the_network_while_the_camera_stands_still(castle_simu):
@@ -267,3 +269,27 @@ def test_depth_stabiliser_damps_flicker_along_the_odometry(castle_simu):
     assert stable.summary()["temporal_error"] < 0.5 * raw.summary()["temporal_error"]
     assert np.mean(stable_err[1:]) < np.mean(raw_err[1:])
     assert stabiliser.apply(depth, castle_simu[0].intrinsics, None) is depth  # no odometry: as is
+
+
+def test_trajectory_mode_stabilises_the_published_depth_with_its_odometry(castle_simu):
+    """`scale.stabilise`: the estimator blends the previous depth along the poses it buffers (what
+    the pipeline calls before publishing); without a pose at the stamp, or off, the depth is as is."""
+    from mde_ros.scale.temporal import TemporalMeter
+
+    estimator = create_estimator(scale_config({"mode": "trajectory", "stabilise": 0.7}))
+    plain = create_estimator(scale_config({"mode": "trajectory"}))
+    for i, frame in enumerate(castle_simu[:8]):
+        pose = invert(frame.pose_cam_obj)
+        estimator.add_pose(i / 30, pose[:3, 3], matrix_to_quat(pose[:3, :3]))
+    raw, stable = TemporalMeter(), TemporalMeter()
+    for i, frame in enumerate(castle_simu[:8]):
+        depth = (frame.depth * (1.03 if i % 2 else 0.97)).astype(np.float32)
+        raw.add(frame, depth)
+        stable.add(frame, estimator.stabilise(depth, frame.intrinsics, i / 30))
+        assert plain.stabilise(depth, frame.intrinsics, i / 30) is depth
+    assert stable.summary()["temporal_error"] < 0.5 * raw.summary()["temporal_error"]
+    assert estimator.stabilise(depth, frame.intrinsics, 100.0) is depth  # no pose there: as is
+    with pytest.raises(ValueError, match=r"scale\.stabilise"):
+        create_estimator(scale_config({"mode": "sparse", "stabilise": 0.5}))
+    with pytest.raises(ValueError, match=r"scale\.stabilise"):
+        create_estimator(scale_config({"mode": "trajectory", "stabilise": 1.0}))

@@ -207,6 +207,12 @@ DOCS: dict[str, Doc] = {
     "scale.filter.max_jump": Doc(
         "Largest accepted relative scale change per update.", _R, float_range=(0.0, 100.0)
     ),
+    "scale.stabilise": Doc(
+        "trajectory mode: blend the previous metric depth, moved into the view with the odometry, "
+        "into the new one with this weight where the two agree within 10 % (0 = off).",
+        _R,
+        float_range=(0.0, 0.95),
+    ),
 }
 
 

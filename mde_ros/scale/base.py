@@ -68,6 +68,11 @@ class ScaleEstimator:
     def update(self, item: ScaleInput) -> ScaleState:
         return self.state
 
+    def stabilise(self, depth: np.ndarray, intrinsics: CameraIntrinsics | None, stamp: float) -> np.ndarray:
+        """The metric depth the node publishes for this frame (trajectory mode may blend in the
+        previous one along the odometry: `scale.stabilise`); here unchanged."""
+        return depth
+
     def reset(self) -> None:
         self.state = ScaleState()
 

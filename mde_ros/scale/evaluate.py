@@ -46,6 +46,12 @@ def depth_ratio(depth: np.ndarray, truth: np.ndarray) -> float:
     return float(np.median(depth[valid] / truth[valid])) if valid.any() else math.nan
 
 
+def log_ratio(depth: np.ndarray, truth: np.ndarray) -> float:
+    """Scale of a published depth image in the scale-invariant log sense: mean log(depth / GT)."""
+    valid = np.isfinite(depth) & np.isfinite(truth) & (truth > 0) & (depth > 0)
+    return float(np.mean(np.log(depth[valid] / truth[valid]))) if valid.any() else math.nan
+
+
 def jitter(scales: Iterable[float]) -> float:
     """Frame-to-frame jitter: std of log(s) over a stretch."""
     values = np.asarray(list(scales), np.float64)
@@ -75,6 +81,7 @@ class SequenceResult:
     abs_rel: list[float] = field(default_factory=list)
     delta1: list[float] = field(default_factory=list)
     ratios: list[float] = field(default_factory=list)  # median(depth / GT) per metric frame
+    log_ratios: list[float] = field(default_factory=list)  # mean log(depth / GT) per metric frame
     true_scale: float = TRUE_SCALE
     temporal: TemporalMeter = field(default_factory=TemporalMeter)
 
@@ -85,6 +92,7 @@ class SequenceResult:
             self.abs_rel.append(abs_rel(depth, frame.depth))
             self.delta1.append(delta1(depth, frame.depth))
             self.ratios.append(depth_ratio(depth, frame.depth))
+            self.log_ratios.append(log_ratio(depth, frame.depth))
         if getattr(frame, "pose_cam_obj", None) is not None:
             self.temporal.add(frame, depth if state.is_metric else None)
 
@@ -112,6 +120,7 @@ class SequenceResult:
         return {
             "frames_to_metric": first if first >= 0 else math.nan,
             "depth_scale_error": float(np.median(np.abs(ratios - 1.0))) if ratios.size else math.nan,
+            "log_scale_error": float(np.median(np.abs(self.log_ratios))) if self.log_ratios else math.nan,
             "depth_jitter": jitter(ratios) if ratios.size > 2 else math.nan,
             **self.temporal.summary(),
         }

@@ -15,6 +15,7 @@ def create_estimator(config: ScaleConfig) -> ScaleEstimator:
 
     c = config
     mode = str(c.mode).strip().lower()
+    _check_stabilise(float(c.stabilise), mode)
     smoothing = {"time_constant": float(c.filter.time_constant), "max_jump": float(c.filter.max_jump)}
     estimator: ScaleEstimator
     if mode == "none":
@@ -34,6 +35,7 @@ def create_estimator(config: ScaleConfig) -> ScaleEstimator:
             **smoothing,
         )
     elif mode == "trajectory":
+        from .stabiliser import DepthStabiliser
         from .trajectory import TrajectoryScale
 
         if str(c.pose_type) not in POSE_TYPES:
@@ -45,6 +47,7 @@ def create_estimator(config: ScaleConfig) -> ScaleEstimator:
             int(c.min_matches),
             float(c.min_inlier_ratio),
             **smoothing,
+            stabiliser=DepthStabiliser(float(c.stabilise)) if float(c.stabilise) > 0 else None,
         )
     elif mode == "sparse":
         from .sparse import SparseScale
@@ -61,6 +64,13 @@ def create_estimator(config: ScaleConfig) -> ScaleEstimator:
     if isinstance(estimator, FilteredEstimator):
         _check_not_negative(smoothing)
     return estimator
+
+
+def _check_stabilise(weight: float, mode: str) -> None:
+    if not 0.0 <= weight < 1.0:
+        raise ValueError(f"scale.stabilise must be in [0, 1), got {weight}")
+    if weight > 0 and mode != "trajectory":
+        raise ValueError("scale.stabilise needs the odometry of scale.mode trajectory (set it to 0)")
 
 
 def _check_not_negative(values: dict[str, float]) -> None:

@@ -3,8 +3,8 @@
 Points arrive in their own frame; `sparse.translation` / `sparse.rotation` give the camera optical
 frame's pose in that frame (tf convention, see `transforms.extrinsic`). They are moved into the
 camera frame, projected with the CameraInfo intrinsics, and the network output at those pixels is
-fitted to their depths (`robust.fit_depths`). Points behind the camera or outside the image are
-dropped and counted.
+fitted to their depths (`robust.fit_depths`; the level set by the median over the points, see
+`robust.level_to_points`). Points behind the camera or outside the image are dropped and counted.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from ..geometry.intrinsics import CameraIntrinsics
 from ..models.spec import DISPARITY
 from .base import ScaleInput
 from .filter import FilteredEstimator, Measurement, Rejection
-from .robust import fit_depths, robust_scale
+from .robust import density_weights, fit_depths, level_to_points, robust_scale
 from .transforms import invert, transform_points
 
 MIN_DEPTH = 1e-3  # metres: closer than this is on (or behind) the camera
@@ -119,8 +119,14 @@ def fit_measurement(
     z: np.ndarray,
     what: str,
     few_reason: str = "few_points",
+    balance: bool = False,
 ) -> Measurement | Rejection:
-    """Shared by sparse and trajectory modes: fit the output at pixels (u, v) to metric depths z."""
+    """Shared by sparse and trajectory modes: fit the output at pixels (u, v) to metric depths z.
+
+    Relative models: after the robust fit, the level is set so that the median of published /
+    metric depth over the points is 1 (`robust.level_to_points`); `balance` weights each point by
+    the image area it stands for (`robust.density_weights`), for points that cluster (features).
+    """
     relative = item.convention == DISPARITY
     source = item.prediction if relative or item.depth is None else item.depth
     values = source[v, u]
@@ -129,6 +135,9 @@ def fit_measurement(
     if usable < min_points:
         return Rejection(few_reason, f"{usable} usable {what} (< {min_points})")
     fit = fit_depths(values, z, relative, estimator.rng)
+    if relative and fit is not None and fit.log_std <= MAX_LOG_STD:
+        weights = density_weights(u, v, source.shape) if balance else None
+        fit.relevel(level_to_points(values, z, fit.scale, fit.shift, weights))
     min_ratio = estimator.min_inlier_ratio
     if fit is None or fit.log_std > MAX_LOG_STD:  # e.g. all points at one depth: s, t inseparable
         held = held_shift_fit(estimator, values, z, min_ratio, what) if relative else None

@@ -5,7 +5,8 @@ The previous stabilised depth is moved into the current view with the camera's m
 blended into the current depth where the two agree within `agreement` (elsewhere - disocclusions,
 moving objects, a wrong pose - the current depth stands alone): a recursive average along the
 camera's motion, which damps frame-to-frame flicker of the network's output and of its scale.
-Not yet a node option: the node does not apply it.
+The node applies it in trajectory mode with `scale.stabilise` > 0 (off by default), with the
+odometry poses the scale estimator buffers (`TrajectoryScale.stabilise`).
 """
 
 from __future__ import annotations

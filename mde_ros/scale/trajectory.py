@@ -6,9 +6,11 @@ keyframe and the current frame (at least `min_baseline` apart), ORB features are
 triangulated with the metric relative pose, filtered by cheirality, parallax and reprojection
 error, and the network output at the current pixels is fitted to their depths, together with the
 latest earlier triangulated points (`MAX_LANDMARKS`, kept in the world frame) moved into the
-current view with its pose: they cover more of the image than one frame pair's matches. While
-the baseline is too short to triangulate, those points alone keep the fit going, so the scale
-follows the network's frame-to-frame changes instead of holding a stale (s, t).
+current view with its pose: they cover more of the image than one frame pair's matches. Features
+cluster where the image is textured, so each point counts by the image area it stands for when
+the fit's level is set (`robust.density_weights`). While the baseline is too short to
+triangulate, those points alone keep the fit going, so the scale follows the network's
+frame-to-frame changes instead of holding a stale (s, t).
 
 A monocular SLAM trajectory is itself only up to scale: the depth then comes out in the
 trajectory's units, consistent over time, not in metres.
@@ -27,6 +29,7 @@ from ..geometry.intrinsics import CameraIntrinsics
 from .base import ScaleInput
 from .filter import FilteredEstimator, Measurement, Rejection
 from .sparse import fit_measurement, project_points
+from .stabiliser import DepthStabiliser
 from .transforms import UNIT_TOLERANCE, invert, pose_matrix, slerp, transform_points
 
 EXACT_STAMP = 1e-6  # seconds: an image stamp this close to a pose stamp uses that pose as is
@@ -111,6 +114,7 @@ class TrajectoryScale(FilteredEstimator):
         max_jump: float,
         max_reprojection_px: float = 2.0,
         features: int = 1000,
+        stabiliser: DepthStabiliser | None = None,
     ) -> None:
         super().__init__(time_constant, max_jump)
         self.cam_in_pose = cam_in_pose
@@ -125,6 +129,7 @@ class TrajectoryScale(FilteredEstimator):
         self.keyframe: Keyframe | None = None
         self.landmarks: np.ndarray | None = None  # (N, 3) world points of the latest accepted fits
         self.last_rejection: str | None = None  # reason of the latest add_pose refusal, for logs
+        self.stabiliser = stabiliser  # scale.stabilise: blends the published depth along the poses
 
     def add_pose(self, stamp: float, position: np.ndarray, quaternion_xyzw: np.ndarray) -> bool:
         """Buffer one pose of the pose frame in the world (called from a ROS callback thread)."""
@@ -176,7 +181,7 @@ class TrajectoryScale(FilteredEstimator):
         if self.landmarks is not None:  # earlier points, moved into this view, cover more of it
             old = project_points(transform_points(invert(pose), self.landmarks), item.intrinsics)
             u, v, z = np.concatenate([u, old.u]), np.concatenate([v, old.v]), np.concatenate([z, old.z])
-        result = fit_measurement(self, item, u, v, z, "triangulated matches", "few_matches")
+        result = fit_measurement(self, item, u, v, z, "triangulated matches", "few_matches", balance=True)
         if isinstance(result, Measurement):
             result.note += f", baseline {baseline:.3f} m"
             kept = self.landmarks if self.landmarks is not None else fresh[:0]
@@ -190,7 +195,9 @@ class TrajectoryScale(FilteredEstimator):
         if self.landmarks is None:
             return None
         projection = project_points(transform_points(invert(pose), self.landmarks), item.intrinsics)
-        result = fit_measurement(self, item, projection.u, projection.v, projection.z, "tracked landmarks")
+        result = fit_measurement(
+            self, item, projection.u, projection.v, projection.z, "tracked landmarks", balance=True
+        )
         return result if isinstance(result, Measurement) else None
 
     def _match(self, a: Keyframe, b: Keyframe) -> tuple[np.ndarray, np.ndarray]:
@@ -204,10 +211,21 @@ class TrajectoryScale(FilteredEstimator):
         _, first = np.unique(train, return_index=True)  # one keyframe feature per current feature
         return a.points[query[first]], b.points[train[first]]
 
+    def stabilise(self, depth: np.ndarray, intrinsics: CameraIntrinsics | None, stamp: float) -> np.ndarray:
+        """With `scale.stabilise`: blend in the previous published depth, moved into this view with
+        the odometry pose at `stamp` (no pose: this frame's depth alone, and the blend restarts)."""
+        if self.stabiliser is None or intrinsics is None:
+            return depth
+        with self.lock:
+            pose, _ = self.poses.lookup(stamp)
+        return self.stabiliser.apply(depth, intrinsics, None if pose is None else pose @ self.cam_in_pose)
+
     def reset(self) -> None:
         super().reset()
         self.keyframe = None  # its pose belongs to the old time line
         self.landmarks = None
+        if self.stabiliser is not None:
+            self.stabiliser.reset()
 
 
 def pose_points(
