@@ -120,6 +120,7 @@ class DepthPipeline:
             ScaleInput(prediction, frame.rgb, frame.intrinsics, frame.stamp, self.spec.convention, base)
         )
         depth, metric = self._to_depth(prediction, state, base)
+        unstabilised = depth
         if metric:  # optional odometry stabiliser (scale.stabilise, trajectory mode)
             depth = self.scale.stabilise(depth, frame.intrinsics, frame.stamp)
         if metric and self.depth_max > 0:
@@ -131,7 +132,9 @@ class DepthPipeline:
         points = None
         if want_points and frame.intrinsics is not None:
             mark = time.perf_counter()
-            if metric and on_device is not None and on_device.points is not None:
+            # (a stabilised depth is not the device's mapping of the prediction: back-project it here)
+            device_cloud = on_device is not None and on_device.points is not None
+            if metric and device_cloud and depth is unstabilised:
                 # GPU backends: depth + back-projection on the device; only the cloud comes back
                 mapping = self._depth_mapping(state, frame.intrinsics, net_size)
                 points = on_device.points(mapping, frame.intrinsics, points_stride, points_max_range)
