@@ -43,6 +43,10 @@ BN_EPS = 1e-5  # nn.BatchNorm2d default
 OPSET = 17
 IR_VERSION = 8
 COMPOSED_BY_KEY = "mde_ros.composed_by"
+# Padding mask: torch uses finfo(float32).min; any value whose exp() underflows to 0 after the
+# softmax's max subtraction gives the same probabilities (exactly 0), and -1e4 stays finite in fp16
+# (finfo.min becomes -inf there, and an fp16 engine could turn 0 * -inf into NaN).
+MASK_VALUE = -1e4
 
 
 def llm_mde_weights() -> Path:
@@ -228,15 +232,20 @@ class _Graph:
         self.tensors = tensors
         self.nodes: list = []
         self.initializers: list = []
-        self._names: set[str] = set()
+        self._names: dict[str, np.ndarray] = {}
         self._count = 0
 
     def const(self, name: str, value) -> str:
+        """An initializer `llm.<name>`, added once; reusing a name for another value is a bug."""
         from onnx import numpy_helper
 
-        if f"llm.{name}" not in self._names:
-            self._names.add(f"llm.{name}")
-            self.initializers.append(numpy_helper.from_array(np.ascontiguousarray(value), f"llm.{name}"))
+        value = np.ascontiguousarray(value)
+        known = self._names.get(name)
+        if known is None:
+            self._names[name] = value
+            self.initializers.append(numpy_helper.from_array(value, f"llm.{name}"))
+        elif known.dtype != value.dtype or not np.array_equal(known, value):
+            raise ValueError(f"constant name {name!r} reused for another value")
         return f"llm.{name}"
 
     def ints(self, name: str, values) -> str:
@@ -326,10 +335,12 @@ def _prompt_embeddings(g: _Graph) -> str:
 
 
 def _attention_mask(g: _Graph, patches: str) -> str:
-    """Additive [B, 1, 1, L + N]: finfo.min on prompt padding (id 0), 0 on every patch token."""
-    pad = g.op("Cast", [g.op("Equal", [INPUT_PROMPT, g.ints("pad_id", 0)])], to=1)
-    prompt = g.op("Mul", [pad, g.const("mask_min", np.array(np.finfo(np.float32).min, np.float32))])
+    """Additive [B, 1, 1, L + N]: MASK_VALUE on prompt padding (id 0), 0 on every patch token."""
     from onnx import TensorProto, helper
+
+    pad = g.op("Equal", [INPUT_PROMPT, g.ints("pad_id", 0)])
+    masked = g.const("mask_value", np.array(MASK_VALUE, np.float32))
+    prompt = g.op("Where", [pad, masked, g.const("zero_f32", np.array(0, np.float32))])
 
     zeros = g.op(
         "ConstantOfShape",
