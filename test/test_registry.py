@@ -32,12 +32,14 @@ def test_fresh_process_lookup_needs_no_prior_import_and_no_torch():
 
 
 def test_resolve_in_a_fresh_process_knows_llm_mde():
-    """Before: `resolve_onnx('llm-mde-small')` said 'not a registry name' in a fresh process."""
+    """Before: `resolve_onnx('llm-mde-small')` said 'not a registry name' in a fresh process.
+    `llm-mde-small` now has shipped weights (test_llm_mde_shipped); `-lora` is an architecture."""
     out = _fresh(
         "from mde_ros.models.resolve import resolve_onnx\n"
-        "try:\n    resolve_onnx('llm-mde-small')\nexcept Exception as exc:\n    print(exc)\n"
+        "try:\n    resolve_onnx('llm-mde-small-lora')\nexcept Exception as exc:\n    print(exc)\n"
     )
-    assert "not a registry name" not in out and "llm-mde-small" in out and "without published weights" in out
+    assert "not a registry name" not in out and "llm-mde-small-lora" in out
+    assert "without published weights" in out
 
 
 def test_models_command_lists_every_accepted_name():
@@ -57,8 +59,8 @@ def test_models_command_lists_every_accepted_name():
 
 
 def test_no_module_of_models_imports_the_registry_back():
-    """registry imports default_model, llm_mde, da3_layout and spec; none of them may import registry."""
-    for name in ("default_model", "llm_mde", "da3_layout", "spec"):
+    """registry imports default_model, llm_mde(_onnx), da3_layout and spec; none may import registry."""
+    for name in ("default_model", "llm_mde", "llm_mde_onnx", "da3_layout", "spec"):
         tree = ast.parse((MODELS / f"{name}.py").read_text())
         imported = {
             node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module

@@ -2,7 +2,8 @@
 
 A fresh venv (no system site-packages) gets only the runtime requirements, exactly as the README's
 pip path installs them; the pip cache keeps this fast after the first run. In that venv the node
-composes the default model's ONNX itself (no torch) and serves a real castel frame over DDS.
+composes the default model's ONNX itself (no torch) and serves a real castel frame over DDS; the
+shipped LLM-MDE is composed and run there too.
 """
 
 from __future__ import annotations
@@ -100,6 +101,32 @@ def test_node_serves_the_default_model_from_the_runtime_venv(runtime_python, tmp
         rc = node.stop(signal.SIGINT)
     assert rc == 0, f"depth_node exited {rc}:\n{node.output()}"
     assert "Traceback" not in node.output()
+
+
+def test_runtime_venv_runs_llm_mde_without_torch(runtime_python, tmp_path):
+    """`model: llm-mde-small` in the runtime venv: ONNX composed there (no torch), prompt tokenised
+    there, a castel frame through the pipeline on ONNX Runtime."""
+    code = (
+        "import sys\n"
+        "from mde_ros.data.visp import castel_frames\n"
+        "from mde_ros.inference.factory import create_backend\n"
+        "from mde_ros.models.resolve import resolve_onnx\n"
+        "from mde_ros.pipeline import DepthPipeline, Frame\n"
+        f"path = resolve_onnx('llm-mde-small', {str(tmp_path)!r})\n"
+        "frame = castel_frames(indices=[25])[0]\n"
+        "pipeline = DepthPipeline(create_backend('onnxruntime', path))\n"
+        "result = pipeline.process(Frame(frame.rgb, frame.intrinsics))\n"
+        "print(path.name, result.prediction.shape, float(result.prediction.std()) > 0)\n"
+        f"print(sorted(m for m in {HEAVY!r} if m in sys.modules))\n"
+    )
+    env = dict(os.environ, PYTHONPATH=str(REPO))
+    result = subprocess.run(
+        [str(runtime_python), "-c", code], capture_output=True, text=True, env=env, cwd=REPO, timeout=600
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    first, heavy = result.stdout.strip().splitlines()[-2:]
+    assert first.startswith("mde-ros-llm-mde-small-") and first.endswith("(480, 640) True")
+    assert heavy == "[]"
 
 
 def test_installed_copy_finds_its_share_files_without_ament(runtime_python, tmp_path):

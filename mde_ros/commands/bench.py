@@ -118,10 +118,13 @@ def run(args: argparse.Namespace) -> int:
         f"{os.cpu_count()} CPUs, OMP_NUM_THREADS={os.environ.get('OMP_NUM_THREADS', 'unset')}, "
         f"{platform.processor() or platform.machine()}"
     )
-    fns = {"backend": lambda: backend.infer(pixels)}
+    prompt = _prompt(spec, pixels)  # LLM-MDE's second input; None for other models
+    fns = {"backend": lambda: backend.infer(pixels, prompt)}
     session = None
     if backend.name == "onnxruntime":
         feed, session = {"pixel_values": pixels}, backend.session
+        if prompt is not None:
+            feed["prompt_ids"] = prompt
         fns["bare"] = lambda: session.run(None, feed)
     if not args.no_pipeline:
         fns["pipeline"] = _pipeline_fn(backend, short, width, height)
@@ -151,6 +154,19 @@ def run(args: argparse.Namespace) -> int:
         print(_line("torch eager (transformers forward)", torch_stats, bare))
         print(f"  {name} is {torch_stats['median'] / median:.2f}x faster than torch eager")
     return 0
+
+
+def _prompt(spec, pixels):
+    """The APG prompt ids of the benchmark image (prompted models only)."""
+    if not spec.needs_prompt:
+        return None
+    import numpy as np
+
+    from ..models.prompts import prompt_fn_for
+
+    mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
+    rgb = np.clip((pixels[0].transpose(1, 2, 0) * std + mean) * 255, 0, 255).astype(np.uint8)
+    return prompt_fn_for(spec)(rgb)
 
 
 def _legacy_preprocess(spec, short: int):

@@ -168,7 +168,13 @@ def report_libraries() -> None:
 def _fidelity(backend, onnx_path, short: int, engine_dir) -> list[str]:
     """Backend vs ONNX Runtime fp32 on CPU at the profile corners around `short`; on the reference
     itself, the fp16 converter's ONNX (what TensorRT 11 builds from) instead."""
-    from ..inference.engine_cache import default_profile, fidelity_inputs, fidelity_report, fidelity_shapes
+    from ..inference.engine_cache import (
+        default_profile,
+        fidelity_inputs,
+        fidelity_prompt,
+        fidelity_report,
+        fidelity_shapes,
+    )
     from ..inference.onnxruntime_backend import OnnxRuntimeBackend
 
     candidate = backend
@@ -189,7 +195,8 @@ def _fidelity(backend, onnx_path, short: int, engine_dir) -> list[str]:
     with OnnxRuntimeBackend(onnx_path, providers="cpu") as reference:
         for shape in fidelity_shapes(default_profile(short, backend.spec.patch_multiple)):
             pixels = fidelity_inputs(shape, backend.spec)
-            r = fidelity_report(reference.infer(pixels), candidate.infer(pixels))
+            prompt = fidelity_prompt(backend.spec, pixels)  # LLM-MDE: the image's own prompt
+            r = fidelity_report(reference.infer(pixels, prompt), candidate.infer(pixels, prompt))
             lines.append(f"{prefix}{list(shape)}: rel L1 {r['rel_l1']:.2e}, max rel {r['max_rel']:.2e}")
     if candidate is not backend:
         candidate.close()
@@ -200,7 +207,7 @@ def _bench(backend, short: int, width: int, height: int, frames: int, warmup: in
     import numpy as np
 
     from ..geometry.intrinsics import CameraIntrinsics
-    from ..inference.engine_cache import fidelity_inputs
+    from ..inference.engine_cache import fidelity_inputs, fidelity_prompt
     from ..models.spec import DISPARITY
     from ..pipeline import DepthPipeline, Frame
     from ..scale.base import FixedScale
@@ -211,11 +218,12 @@ def _bench(backend, short: int, width: int, height: int, frames: int, warmup: in
     pipeline = DepthPipeline(backend, input_size=short, scale=scale)
     net_h, net_w = pipeline.preprocess.input_size(height, width)
     pixels = fidelity_inputs((1, net_h, net_w), backend.spec)
+    prompt = fidelity_prompt(backend.spec, pixels)
     rgb = np.random.default_rng(1).integers(0, 255, (height, width, 3), dtype=np.uint8)
     intrinsics = CameraIntrinsics(width * 0.9, width * 0.9, width / 2, height / 2, width, height)
     frame = Frame(rgb, intrinsics)
     fns = {
-        "bare": lambda: backend.infer(pixels),
+        "bare": lambda: backend.infer(pixels, prompt),
         "pipeline": lambda: pipeline.process(frame, want_points=True),
     }
     stats = _timeit_interleaved(fns, frames, warmup)

@@ -34,11 +34,12 @@ def run(args: argparse.Namespace) -> int:
     for name in names():
         entry = ENTRIES[name]
         try:
-            find_weights(entry.spec)
+            if not entry.shipped:
+                find_weights(entry.spec)
             present = "yes"
         except Exception:
             present = "-"
-        if name == "default" or (not entry.files and entry.spec.architecture != "llm_mde"):
+        if entry.shipped or (not entry.files and entry.spec.architecture != "llm_mde"):
             how = "(shipped with mde_ros)"
         elif entry.files:
             how = f"mde-ros download {name}"

@@ -4,7 +4,7 @@ A camera's frames all have one size, so they all become one network input (B, H,
 whose profile is exactly that shape (min = opt = max) gets TensorRT's fastest kernels and the
 least activation memory. The node does not know the size before the first frame arrives, so the
 factory returns a `DeferredEngine`: everything that can be checked at start-up is checked there
-(TensorRT imports, the GPU exists, the model is not prompted), and the engine itself is built or
+(TensorRT imports, the GPU exists, the ONNX's contract), and the engine itself is built or
 loaded from the cache at the first `infer` / `predict_frame`, for that input's shape (the cache
 key holds the profile, so the next start loads it). A later input of another size gets its own
 engine (logged); an engine that cannot be made is not retried for the same shape at every frame.

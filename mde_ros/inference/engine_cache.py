@@ -373,3 +373,14 @@ def fidelity_inputs(shape: Shape, spec, seed: int = 0) -> np.ndarray:
     std = np.asarray(spec.std, np.float32) * 255
     pixels = ((np.clip(image, 0, 255) - mean) / std).transpose(2, 0, 1)[None]
     return np.ascontiguousarray(np.repeat(pixels, batch, 0), np.float32)
+
+
+def fidelity_prompt(spec, pixels: np.ndarray) -> np.ndarray | None:
+    """The prompt of the self-check's image (prompted models only), one row per batch item."""
+    if not spec.needs_prompt:
+        return None
+    from ..models.prompts import prompt_fn_for
+
+    mean, std = np.asarray(spec.mean, np.float32), np.asarray(spec.std, np.float32)
+    rgb = np.clip((pixels[0].transpose(1, 2, 0) * std + mean) * 255, 0, 255).astype(np.uint8)
+    return np.repeat(prompt_fn_for(spec)(rgb), pixels.shape[0], 0)

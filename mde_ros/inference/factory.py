@@ -180,9 +180,7 @@ def _tensorrt(
         raise BackendUnavailableError(f"TensorRT needs an NVIDIA GPU: {report.why_none()}")
     if dev.index >= report.count:
         raise BackendUnavailableError(f"device {dev} does not exist: {report.count} CUDA device(s) visible")
-    spec = read_spec(onnx_path)
-    if spec.needs_prompt:  # checked here too: a deferred engine must fail at start-up, not at a frame
-        raise BackendUnavailableError(f"the TensorRT backend does not run prompted models ({spec.name})")
+    spec = read_spec(onnx_path)  # a foreign ONNX fails here, at start-up, not at the first frame
     gpu = report.devices[dev.index]
 
     def engine(profile) -> Backend:

@@ -32,7 +32,7 @@ from ..config import PRECISIONS
 from ..errors import BackendUnavailableError, InvalidModelError
 from ..logsteps import long_step
 from ..models.onnx_contract import file_sha256, read_spec
-from ..models.spec import INPUT_PIXELS, OUTPUT_DEPTH
+from ..models.spec import INPUT_PIXELS, INPUT_PROMPT, OUTPUT_DEPTH
 from .base import Backend, DevicePrediction
 from .cuda_probe import CUDA_PYTHON_HINT, TENSORRT_HINT, GpuInfo, cuda_report
 from .engine_cache import (
@@ -42,6 +42,7 @@ from .engine_cache import (
     atomic_write,
     check_fidelity,
     default_profile,
+    fidelity_prompt,
     fidelity_report,
     remember_refusal,
     remembered_refusal,
@@ -219,6 +220,23 @@ def _progress_monitor(trt, callback: Callable[[str, int, int], None]):
     return Monitor()
 
 
+def profile_shapes(profile: Profile, input_shapes: dict[str, tuple]) -> dict[str, tuple]:
+    """(min, opt, max) per network input for `IOptimizationProfile.set_shape`: `pixel_values` from
+    the profile; `prompt_ids` [B, L] (LLM-MDE) with the profile's batch range and the graph's fixed
+    prompt length L. `input_shapes`: the parsed network's inputs (dynamic dimensions are -1)."""
+    shapes = {INPUT_PIXELS: profile.tensor_shapes()}
+    if INPUT_PROMPT in input_shapes:
+        dims = tuple(input_shapes[INPUT_PROMPT])
+        if len(dims) != 2 or int(dims[1]) <= 0:
+            raise InvalidModelError(f"{INPUT_PROMPT} must be [batch, fixed prompt length], got {list(dims)}")
+        length = int(dims[1])
+        shapes[INPUT_PROMPT] = tuple((b, length) for b, _, _ in (profile.min, profile.opt, profile.max))
+    unknown = sorted(set(input_shapes) - set(shapes))
+    if unknown:
+        raise InvalidModelError(f"network inputs {unknown} are not in the mde_ros contract")
+    return shapes
+
+
 def build_serialized_engine(
     onnx_path: Path,
     profile: Profile,
@@ -260,7 +278,9 @@ def build_serialized_engine(
         # computes in fp32 by default, and pinned Softmax layers would block fused attention.
         recipe.update(mode="BuilderFlag.FP16")
     trt_profile = builder.create_optimization_profile()
-    trt_profile.set_shape(INPUT_PIXELS, *profile.tensor_shapes())
+    inputs = {network.get_input(i).name: tuple(network.get_input(i).shape) for i in range(network.num_inputs)}
+    for name, shapes in profile_shapes(profile, inputs).items():
+        trt_profile.set_shape(name, *shapes)
     config.add_optimization_profile(trt_profile)
     cache = _attach_timing_cache(config, timing_cache)
     if progress is not None:
@@ -312,10 +332,6 @@ class TensorRTBackend(Backend):
         super().__init__(read_spec(onnx_path))
         from .. import paths
 
-        if self.spec.needs_prompt:
-            raise BackendUnavailableError(
-                f"the TensorRT backend does not run prompted models ({self.spec.name})"
-            )
         if gpu is None:
             devices = cuda_report().devices
             if not devices:
@@ -399,7 +415,8 @@ class TensorRTBackend(Backend):
         with OnnxRuntimeBackend(self.onnx_path, providers="cpu") as reference:
             for shape, seed in fidelity_cases(self.profile):
                 pixels = fidelity_inputs(shape, self.spec, seed)
-                report = fidelity_report(reference.infer(pixels), self.infer(pixels))
+                prompt = fidelity_prompt(self.spec, pixels)
+                report = fidelity_report(reference.infer(pixels, prompt), self.infer(pixels, prompt))
                 reports.append({"shape": list(shape), "seed": seed, **report})
         worst = max(reports, key=lambda r: r["rel_l1"])
         try:
@@ -421,8 +438,14 @@ class TensorRTBackend(Backend):
         names = [engine.get_tensor_name(i) for i in range(engine.num_io_tensors)]
         inputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.INPUT]
         outputs = [n for n in names if engine.get_tensor_mode(n) == trt.TensorIOMode.OUTPUT]
-        if inputs != [INPUT_PIXELS] or outputs != [OUTPUT_DEPTH]:
+        expected = [INPUT_PIXELS] + ([INPUT_PROMPT] if self.spec.needs_prompt else [])
+        if sorted(inputs) != sorted(expected) or outputs != [OUTPUT_DEPTH]:
             raise InvalidModelError(f"engine I/O {inputs} -> {outputs} does not follow the mde_ros contract")
+        if self.spec.needs_prompt:  # int64 [B, L], copied with every frame (a few hundred bytes)
+            nbytes = self.profile.max[0] * self.spec.prompt_length * 8
+            self._prompt_buf, self._prompt_ptr = self.cuda.alloc(nbytes)
+            self._host_prompt = self.cuda.pinned(nbytes)
+            self.context.set_tensor_address(INPUT_PROMPT, self._prompt_ptr)
         # One allocation each for the profile's largest shape, reused for every frame.
         batch, height, width = self.profile.max
         self._in_buf, self._in_ptr = self.cuda.alloc(batch * 3 * height * width * 4)
@@ -444,6 +467,8 @@ class TensorRTBackend(Backend):
         staging = self._host_in[: pixels.nbytes]
         staging[:] = pixels.reshape(-1).view(np.uint8)
         self.cuda.to_device(self._in_ptr, staging)
+        if self.spec.needs_prompt:
+            self._upload_prompt(prompt_ids, pixels.shape[0])
         if not self.context.execute_async_v3(self.cuda.stream):
             raise InvalidModelError("TensorRT execute_async_v3 failed (see the TensorRT log)")
         shape = tuple(self.context.get_tensor_shape(OUTPUT_DEPTH))
@@ -452,10 +477,23 @@ class TensorRTBackend(Backend):
         self.cuda.synchronize()
         return result.view(np.float32).reshape(shape).copy()
 
+    def _upload_prompt(self, prompt_ids: np.ndarray | None, batch: int) -> None:
+        if prompt_ids is None:
+            raise ValueError(f"{self.spec.name} needs prompt_ids [B, {self.spec.prompt_length}]")
+        ids = np.ascontiguousarray(prompt_ids, np.int64)
+        if ids.shape != (batch, self.spec.prompt_length):
+            raise ValueError(
+                f"prompt_ids must be [{batch}, {self.spec.prompt_length}], got {list(ids.shape)}"
+            )
+        self.context.set_input_shape(INPUT_PROMPT, ids.shape)
+        staging = self._host_prompt[: ids.nbytes]
+        staging[:] = ids.reshape(-1).view(np.uint8)
+        self.cuda.to_device(self._prompt_ptr, staging)
+
     def predict_frame(self, rgb: np.ndarray, short_side: int):
         """uint8 frame uploaded once (pinned), resized + normalised on the GPU straight into the
         input binding, output resized on the GPU, one download and one sync (torch CUDA only)."""
-        if self.cuda.torch is None:
+        if self.cuda.torch is None or self.spec.needs_prompt:  # prompts are written on the host
             return None
         from .device_processing import TorchProcessing
 

@@ -46,6 +46,13 @@ def load_source_model(onnx_path: str | Path, checkpoint: str | Path | None = Non
         from ..models.default_model import load_default_model
 
         return load_default_model(Path(source.path))[0], spec
+    from ..models.llm_mde_onnx import SOURCE_KIND as LLM_MDE_KIND
+
+    if source.kind == LLM_MDE_KIND:  # shipped LLM-MDE: its ONNX was composed without torch
+        _check_unchanged(source, onnx_path)
+        from ..models.llm_mde_onnx import load_llm_mde
+
+        return load_llm_mde(source.path)[0], spec
     _check_unchanged(source, onnx_path)
     model, _, _ = load_checkpoint(source.path, spec)
     return model, spec
@@ -145,7 +152,7 @@ class TorchBackend(Backend):
         self._dtype = torch.float16 if self.precision == "fp16" else torch.float32
         self.cuda_graphs = cuda_graphs and self._device.type == "cuda"
         self.module = depth_module(model).to(self._device, self._dtype).eval()
-        self._graphs: dict[tuple, tuple] = {}  # input shape -> (graph, static input, static output)
+        self._graphs: dict[tuple, tuple] = {}  # input shapes -> (graph, static inputs, static output)
         # Pre/post-processing in torch on the device: default on CUDA; on CPU only when asked
         # (tests), since numpy/OpenCV is as fast there.
         self.device_processing = (
@@ -169,37 +176,43 @@ class TorchBackend(Backend):
     def torch_device(self):
         return self._device
 
-    def _forward(self, pixels):
+    def _forward(self, pixels, prompt_ids=None):
+        """`prompt_ids` (int64 [B, L]) only for prompted models (LLM-MDE: the graph's 2nd input)."""
+        inputs = (pixels.to(self._dtype),) if prompt_ids is None else (pixels.to(self._dtype), prompt_ids)
         with self._torch.inference_mode():
-            return self.module(pixels.to(self._dtype)).float()
+            return self.module(*inputs).float()
 
-    def forward_tensor(self, pixels):
-        """Run on a torch tensor already on the device (GPU pre-processing paths); returns a tensor."""
+    def forward_tensor(self, pixels, prompt_ids=None):
+        """Run on torch tensors already on the device (GPU pre-processing paths); returns a tensor."""
         if not self.cuda_graphs:
-            return self._forward(pixels)
-        key = tuple(pixels.shape)
+            return self._forward(pixels, prompt_ids)
+        inputs = (pixels,) if prompt_ids is None else (pixels, prompt_ids)
+        key = tuple(tuple(t.shape) for t in inputs)
         if key not in self._graphs:
-            self._graphs[key] = self._capture(pixels)
+            self._graphs[key] = self._capture(inputs)
         graph, static_in, static_out = self._graphs[key]
-        static_in.copy_(pixels)
+        for static, value in zip(static_in, inputs):
+            static.copy_(value)
         graph.replay()
         return static_out
 
-    def _capture(self, example):
+    def _capture(self, examples: tuple):
         """Capture one forward as a CUDA graph on the configured device (not the current one)."""
         torch = self._torch
         with torch.cuda.device(self._device):
-            static_in = example.clone()
+            static_in = tuple(example.clone() for example in examples)
             stream = torch.cuda.Stream(device=self._device)
             stream.wait_stream(torch.cuda.current_stream(self._device))
             with torch.cuda.stream(stream):  # warm-up outside the graph, as CUDA graphs require
                 for _ in range(2):
-                    self._forward(static_in)
+                    self._forward(*static_in)
             torch.cuda.current_stream(self._device).wait_stream(stream)
             graph = torch.cuda.CUDAGraph()
             with torch.cuda.graph(graph, stream=stream):
-                static_out = self._forward(static_in)
-        log.info("captured a CUDA graph on %s for input %s", self._device, tuple(example.shape))
+                static_out = self._forward(*static_in)
+        log.info(
+            "captured a CUDA graph on %s for inputs %s", self._device, [tuple(t.shape) for t in examples]
+        )
         return graph, static_in, static_out
 
     def predict_frame(self, rgb: np.ndarray, short_side: int):
@@ -223,12 +236,14 @@ class TorchBackend(Backend):
         return DevicePrediction(host, tuple(pixels.shape[2:]), points)
 
     def infer(self, pixel_values: np.ndarray, prompt_ids: np.ndarray | None = None) -> np.ndarray:
+        torch = self._torch
+        pixels = torch.from_numpy(np.ascontiguousarray(pixel_values, np.float32)).to(self._device)
+        prompt = None
         if self.spec.needs_prompt:
-            raise BackendUnavailableError(
-                f"the torch backend does not run prompted models ({self.spec.name})"
-            )
-        pixels = self._torch.from_numpy(np.ascontiguousarray(pixel_values, np.float32)).to(self._device)
-        return self.forward_tensor(pixels).cpu().numpy()
+            if prompt_ids is None:
+                raise ValueError(f"{self.spec.name} needs prompt_ids [B, {self.spec.prompt_length}]")
+            prompt = torch.from_numpy(np.ascontiguousarray(prompt_ids, np.int64)).to(self._device)
+        return self.forward_tensor(pixels, prompt).cpu().numpy()
 
     def close(self) -> None:
         self._graphs.clear()

@@ -244,7 +244,7 @@ def fuse_layer_norms(model) -> int:
     return fused
 
 
-def _pruned_encoder(model, outputs: list[str]):
+def pruned_encoder(model, outputs: list[str]):
     """The encoder's nodes and initializers that the selected layer outputs depend on."""
     graph = model.graph
     needed, kept = set(outputs), []
@@ -311,7 +311,7 @@ def _compose(source, weights: Path, spec: ModelSpec):
     for part in ("weight", "bias"):
         tensors[f"ln.{part}"] = numpy_helper.to_array(encoder_init[f"{ENCODER_LAYERNORM}.{part}"])
     layer_outputs = [LAYER_OUTPUT.format(i - 1) for i in layers]  # out index i = after layer i-1
-    nodes, initializers = _pruned_encoder(source, layer_outputs)
+    nodes, initializers = pruned_encoder(source, layer_outputs)
     g = _Graph(tensors)
     depth = _dpt_graph(g, layer_outputs, spec)
     g.nodes.append(helper.make_node("Identity", [depth], [OUTPUT_DEPTH], name="/dpt/output"))

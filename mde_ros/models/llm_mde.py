@@ -102,8 +102,17 @@ def _build_classes():
             self.out = nn.Linear(inner, lm_dim)
             self.norm = nn.LayerNorm(lm_dim)
 
+        def fix_prototypes(self, prototypes: torch.Tensor) -> None:
+            """Replace the [P, vocab] mapping by its result: the prototypes depend on frozen word
+            embeddings only, so shipped weights store them [P, lm_dim] (0.1 MB, not 6 MB)."""
+            self.mapping = None
+            self.register_buffer("prototypes", prototypes.detach().clone())
+
         def forward(self, patches: torch.Tensor, word_embeddings: torch.Tensor) -> torch.Tensor:
-            protos = self.mapping(word_embeddings.t()).t()  # [P, lm_dim]
+            if self.mapping is None:
+                protos = self.prototypes
+            else:
+                protos = self.mapping(word_embeddings.t()).t()  # [P, lm_dim]
             b, n, _ = patches.shape
             q = self.query(patches).view(b, n, self.heads, -1).transpose(1, 2)
             k = self.key(protos).view(1, -1, self.heads, q.shape[-1]).transpose(1, 2)

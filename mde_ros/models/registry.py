@@ -18,6 +18,7 @@ from dataclasses import dataclass
 from .da3_layout import DA3_VARIANTS, da3_config
 from .default_model import WEIGHTS_FILE, shipped_spec
 from .llm_mde import llm_mde_spec
+from .llm_mde_onnx import WEIGHTS_FILE as LLM_MDE_WEIGHTS
 from .spec import DISPARITY, METRIC, METRIC_CANONICAL, ModelSpec
 
 APACHE = "Apache-2.0"
@@ -44,6 +45,7 @@ class Entry:
     licence: str
     files: tuple[RemoteFile, ...] = ()
     hf_folder_repo: str = ""  # transformers-format folder (config.json + model.safetensors), if any
+    shipped: bool = False  # weights installed with mde_ros (works offline, nothing to download)
 
     @property
     def non_commercial(self) -> bool:
@@ -203,17 +205,20 @@ def _da3_entries() -> list[Entry]:
 
 
 def _llm_mde_entries() -> list[Entry]:
-    return [
-        Entry(llm_mde_spec("llm-mde-small"), licence=PROJECT_LICENCE),
-        Entry(llm_mde_spec("llm-mde-small-lora", {"lora_rank": 8}), licence=PROJECT_LICENCE),
-    ]
+    """`llm-mde-small`: the shipped weights (spec from their header); `-lora`: architecture only
+    (ViT + LM LoRA, to train with `mde-ros train --arch llm-mde --lora-vit`)."""
+    if LLM_MDE_WEIGHTS.is_file():
+        small = Entry(shipped_spec(LLM_MDE_WEIGHTS), licence=PROJECT_LICENCE, shipped=True)
+    else:  # a broken install: the architecture is still known
+        small = Entry(llm_mde_spec("llm-mde-small"), licence=PROJECT_LICENCE)
+    return [small, Entry(llm_mde_spec("llm-mde-small-lora", {"lora_rank": 8}), licence=PROJECT_LICENCE)]
 
 
 def _default_entries() -> list[Entry]:
     """`default`: the spec stored in the shipped weights' header (absent only in a broken install)."""
     if not WEIGHTS_FILE.is_file():
         return []
-    return [Entry(shipped_spec(WEIGHTS_FILE), licence=PROJECT_LICENCE)]
+    return [Entry(shipped_spec(WEIGHTS_FILE), licence=PROJECT_LICENCE, shipped=True)]
 
 
 def _build() -> dict[str, Entry]:

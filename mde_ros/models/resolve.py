@@ -2,6 +2,7 @@
 
 Accepted forms:
   * `default`                          the embedded default model (LLM-MDE issue);
+  * `llm-mde-small`                    the shipped LLM-MDE (composed without torch, like `default`);
   * `/path/model.onnx`                 used as is (must follow the contract);
   * `depth-anything-v2-small`          weights looked up in `$MDE_ROS_WEIGHTS/<name>/` (default
                                        `~/.cache/mde_ros/weights/<name>/`): the original `.pth` or a
@@ -20,6 +21,7 @@ from pathlib import Path
 
 from .. import paths
 from ..errors import ModelNotFoundError
+from .llm_mde_onnx import NAME as LLM_MDE_NAME
 from .registry import REGISTRY
 from .spec import ModelSpec
 
@@ -38,6 +40,10 @@ def resolve_onnx(model: str, engine_dir: str | Path | None = None) -> Path:
     out_dir = Path(engine_dir).expanduser() if engine_dir else paths.engine_dir()
     if model == "default":
         return _default_onnx(out_dir)
+    if model == LLM_MDE_NAME:
+        from .llm_mde_onnx import ensure_llm_mde_onnx
+
+        return Path(ensure_llm_mde_onnx(out_dir))
     name, _, rest = model.partition(":")
     if rest and name in REGISTRY:  # `registry-name:/path/to/checkpoint`
         return export_checkpoint(Path(rest).expanduser(), out_dir, REGISTRY[name])
