@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -226,12 +227,16 @@ def test_interrupted_run_leaves_no_bag_that_looks_complete(castel, tiny_onnx, tm
     """Ctrl-C removes the partial bag; even a kill -9 leaves nothing under the output name."""
     import os
     import signal
-    import time
 
+    import cv2
     from ros_helpers import wait_until
 
     source, output = tmp_path / "in", tmp_path / "out"
-    record_castel(source, castel * 10, "mcap")  # 80 frames: far more than the run gets through
+    small = [  # quarter-size frames keep a long bag small
+        replace(f, rgb=cv2.resize(f.rgb, (160, 120)), intrinsics=f.intrinsics.scaled(160, 120))
+        for f in castel
+    ]
+    record_castel(source, small * 150, "mcap")  # 1,200 frames: far more than the run gets through
     command = [sys.executable, "-m", "mde_ros.cli", "bag", str(source), "-o", str(output),
                "--model", tiny_onnx, "--backend", "onnxruntime", "--points", "--colorized"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
@@ -239,8 +244,11 @@ def test_interrupted_run_leaves_no_bag_that_looks_complete(castel, tiny_onnx, tm
         command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
     try:
-        assert wait_until(lambda: list(tmp_path.glob(".out.partial-*/out/*.mcap")), timeout=120)
-        time.sleep(1.0)  # writing is under way
+
+        def writing() -> bool:  # depth images are being written (the file holds more than its header)
+            return any(p.stat().st_size > 200_000 for p in tmp_path.glob(".out.partial-*/out/*.mcap"))
+
+        assert wait_until(writing, timeout=120)
         proc.send_signal(getattr(signal, sig))
         _, stderr = proc.communicate(timeout=60)
     finally:
