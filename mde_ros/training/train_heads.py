@@ -67,17 +67,33 @@ def predict_cached(wrapper, data: FeatureSet, prompts, batch_size: int = 8) -> n
     return np.concatenate(out)
 
 
+def _as_list(data) -> list[FeatureSet]:
+    return list(data) if isinstance(data, (list, tuple)) else [data]
+
+
+def _locate(sets: list[FeatureSet], idx: np.ndarray) -> list[tuple[int, np.ndarray]]:
+    """Global sample indices over concatenated `sets` -> [(set number, local indices)]."""
+    offsets = np.cumsum([0] + [len(s) for s in sets])
+    which = np.searchsorted(offsets, idx, side="right") - 1
+    return [(int(k), idx[which == k] - offsets[k]) for k in np.unique(which)]
+
+
 def train_head(
     model,
     spec: ModelSpec,
-    train: FeatureSet,
-    val: FeatureSet,
+    train: FeatureSet | list[FeatureSet],
+    val: FeatureSet | list[FeatureSet],
     config: TrainConfig,
     checkpoint: Path | None = None,
     grad_weight: float = 0.5,
-    crop: tuple[int, int] | None = None,
+    crop: tuple[int, int] | list | None = None,
 ) -> TrainResult:
-    """Fit the heads (and LoRA adapters, if any) of `model` on cached features; best state loaded back."""
+    """Fit the heads (and LoRA adapters, if any) of `model` on cached features; best state loaded back.
+
+    `train` / `val` may be lists of feature sets of different network sizes (multi-resolution
+    training: a step's images are grouped by set); `crop` is one crop for all training sets or a
+    list, one per set (None: the whole grid).
+    """
     wrapper = cached_wrapper(model, spec)
     names = freeze_for_heads(model, spec.architecture)
     log.info(
@@ -85,23 +101,34 @@ def train_head(
         len(names),
         sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6,
     )
-    train_prompts, val_prompts = prompts_for(spec, train), prompts_for(spec, val)
+    train_sets, val_sets = _as_list(train), _as_list(val)
+    crops = list(crop) if isinstance(crop, list) else [crop] * len(train_sets)
+    if len(crops) != len(train_sets):
+        raise ValueError(f"{len(crops)} crops for {len(train_sets)} training sets")
+    train_prompts = [prompts_for(spec, s) for s in train_sets]
+    val_prompts = [prompts_for(spec, s) for s in val_sets]
 
     rng = np.random.default_rng(config.seed + 1)
+    n_train = sum(len(s) for s in train_sets)
 
     def step_loss(module, idx):
-        feats, depth, mask, ids, size = _batch(train, train_prompts, idx, crop, rng)
-        return ssi_loss(wrapper(feats, size, ids), depth, mask, grad_weight)
+        total = 0.0
+        for k, local in _locate(train_sets, np.asarray(idx)):
+            feats, depth, mask, ids, size = _batch(train_sets[k], train_prompts[k], local, crops[k], rng)
+            total = total + ssi_loss(wrapper(feats, size, ids), depth, mask, grad_weight) * len(local)
+        return total / len(idx)
 
     def val_loss(module):
-        losses = []
-        for start in range(0, len(val), 8):
-            idx = np.arange(start, min(len(val), start + 8))
-            feats, depth, mask, ids, size = _batch(val, val_prompts, idx)
-            losses.append(float(ssi_loss(wrapper(feats, size, ids), depth, mask, 0.0)) * len(idx))
-        return sum(losses) / len(val)
+        losses, count = 0.0, 0
+        for data, prompts in zip(val_sets, val_prompts):
+            for start in range(0, len(data), 8):
+                idx = np.arange(start, min(len(data), start + 8))
+                feats, depth, mask, ids, size = _batch(data, prompts, idx)
+                losses += float(ssi_loss(wrapper(feats, size, ids), depth, mask, 0.0)) * len(idx)
+                count += len(idx)
+        return losses / count
 
-    return _fit_and_keep(wrapper, step_loss, len(train), val_loss, config, model, spec, checkpoint)
+    return _fit_and_keep(wrapper, step_loss, n_train, val_loss, config, model, spec, checkpoint)
 
 
 def train_end_to_end(
