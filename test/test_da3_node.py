@@ -8,7 +8,6 @@ same frame and CameraInfo (metres = output x f_network / 300), with sky as +Inf 
 from __future__ import annotations
 
 import signal
-import time
 
 import numpy as np
 import pytest
@@ -57,10 +56,10 @@ def test_node_publishes_da3_metric_depth_with_sky_as_inf(tmp_path):
     try:
         assert client.wait_connected(120), f"node did not come up:\n{node.output()}"
         hdr = header(2000.5, "camera_optical_frame")
-        client.info_pub.publish(camera_info(W, H, FX, FY, CX, CY, hdr))
-        time.sleep(0.05)
-        client.image_pub.publish(image_msg(rgb, "rgb8", hdr))
-        msg = client.wait_for("depth/image", lambda m: m.header.stamp.sec == 2000, timeout=120)
+        info = camera_info(W, H, FX, FY, CX, CY, hdr)
+        msg = client.publish_until(
+            image_msg(rgb, "rgb8", hdr), info, "depth/image", lambda m: m.header.stamp.sec == 2000, 120
+        )
         assert msg is not None, node.output()
         depth = array_from_msg(msg)
     finally:

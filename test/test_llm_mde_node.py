@@ -8,7 +8,6 @@ of a real castel frame on depth/relative (no scale source): the same as the in-p
 from __future__ import annotations
 
 import signal
-import time
 
 import numpy as np
 import pytest
@@ -47,10 +46,14 @@ def test_node_publishes_llm_mde_depth_for_castel(backend, tmp_path, monkeypatch)
     try:
         assert client.wait_connected(300), f"node did not come up:\n{node.output()}"
         hdr = header(3000.25, "camera_optical_frame")
-        client.info_pub.publish(camera_info(k.width, k.height, k.fx, k.fy, k.cx, k.cy, hdr))
-        time.sleep(0.05)
-        client.image_pub.publish(image_msg(frame.rgb, "rgb8", hdr))
-        msg = client.wait_for("depth/relative", lambda m: m.header.stamp.sec == 3000, timeout=300)
+        info = camera_info(k.width, k.height, k.fx, k.fy, k.cx, k.cy, hdr)
+        msg = client.publish_until(
+            image_msg(frame.rgb, "rgb8", hdr),
+            info,
+            "depth/relative",
+            lambda m: m.header.stamp.sec == 3000,
+            300,
+        )
         assert msg is not None, node.output()
         published = array_from_msg(msg)
         assert client.wait_for("depth/image", timeout=0.5) is None  # unit-less: never on the metres topic

@@ -246,6 +246,28 @@ class RosClient:
             self.info_pub.publish(info)
         self.image_pub.publish(image)
 
+    def publish_until(
+        self,
+        image: Any,
+        info: Any,
+        topic: str,
+        predicate: Callable[[Any], bool] = lambda m: True,
+        timeout: float = 120.0,
+        period: float = 5.0,
+    ) -> Any | None:
+        """Publish CameraInfo then the image, again every `period` s, until `topic` has a message that
+        satisfies `predicate`: an image that overtook its CameraInfo on a loaded machine (two topics,
+        no order between them) is dropped by the node as `no_camera_info`, the next one is not."""
+        deadline = time.monotonic() + timeout
+        while True:
+            self.info_pub.publish(info)
+            time.sleep(0.05)
+            self.image_pub.publish(image)
+            remaining = deadline - time.monotonic()
+            msg = self.wait_for(topic, predicate, max(0.0, min(period, remaining)))
+            if msg is not None or remaining <= period:
+                return msg
+
     def set_parameters(self, node_name: str, values: dict[str, Any], timeout: float = 10.0) -> list[Any]:
         """Call the node's real SetParameters service; returns the SetParametersResult list."""
         from rcl_interfaces.srv import SetParameters
