@@ -226,6 +226,7 @@ def test_bag_equals_the_node_over_dds(castel, tiny_onnx, tmp_path):
 def test_interrupted_run_leaves_no_bag_that_looks_complete(castel, tiny_onnx, tmp_path, sig):
     """Ctrl-C removes the partial bag; even a kill -9 leaves nothing under the output name."""
     import os
+    import re
     import signal
 
     import cv2
@@ -240,20 +241,22 @@ def test_interrupted_run_leaves_no_bag_that_looks_complete(castel, tiny_onnx, tm
     command = [sys.executable, "-m", "mde_ros.cli", "bag", str(source), "-o", str(output),
                "--model", tiny_onnx, "--backend", "onnxruntime", "--points", "--colorized"]  # fmt: skip
     env = {**os.environ, "PYTHONPATH": str(REPO)}
-    proc = subprocess.Popen(
-        command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
-    )
-    try:
+    log = tmp_path / "stderr.log"
+    with open(log, "w") as stderr_file:
+        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr_file)
+        try:
 
-        def writing() -> bool:  # depth images are being written (the file holds more than its header)
-            return any(p.stat().st_size > 200_000 for p in tmp_path.glob(".out.partial-*/out/*.mcap"))
+            def under_way() -> bool:  # the progress bar has counted at least 10 of the 1,200 frames
+                done = re.findall(r"depth:.*?\| *(\d+)/1200", log.read_text(errors="replace"))
+                return bool(done) and int(done[-1]) >= 10
 
-        assert wait_until(writing, timeout=120)
-        proc.send_signal(getattr(signal, sig))
-        _, stderr = proc.communicate(timeout=60)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
+            assert wait_until(under_way, timeout=120), log.read_text()[-2000:]
+            proc.send_signal(getattr(signal, sig))
+            proc.wait(timeout=60)
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+    stderr = log.read_text(errors="replace")
     assert not output.exists(), stderr[-2000:]
     if sig == "SIGINT":
         assert proc.returncode == 130, stderr[-2000:]
