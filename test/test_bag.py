@@ -243,7 +243,15 @@ def test_interrupted_run_leaves_no_bag_that_looks_complete(castel, tiny_onnx, tm
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     log = tmp_path / "stderr.log"
     with open(log, "w") as stderr_file:
-        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr_file)
+        # A shell's background job (`make test &`) inherits SIGINT ignored; a user's Ctrl-C is not.
+        proc = subprocess.Popen(
+            command,
+            cwd=REPO,
+            env=env,
+            stdout=subprocess.DEVNULL,
+            stderr=stderr_file,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
+        )
         try:
 
             def under_way() -> bool:  # the progress bar has counted at least 10 of the 1,200 frames
