@@ -13,8 +13,6 @@ the shipped tensors); torch is needed only to train or to export other heads.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 from ..errors import InvalidModelError, ModelNotFoundError
@@ -128,41 +126,21 @@ def default_source(weights: Path | None = None):
 
 
 def default_onnx_name(weights: Path | None = None) -> str:
-    from .default_onnx import COMPOSER_VERSION
-    from .onnx_contract import file_sha256
+    from .default_onnx import composed_onnx_name
 
-    digest = file_sha256(weights or default_weights())[:12]
-    return f"mde-ros-default-{digest}-c{COMPOSER_VERSION}.onnx"
+    return composed_onnx_name("default", Path(weights or default_weights()))
 
 
 def ensure_default_onnx(engine_dir: Path | str | None = None, weights: Path | None = None) -> Path:
     """Path of the default model's ONNX, built once (a few seconds, no torch) and cached."""
     from .. import paths
-    from .onnx_contract import read_spec
+    from .default_onnx import ensure_cached_onnx
 
     folder = Path(engine_dir) if engine_dir else paths.engine_dir()
-    target = folder / default_onnx_name(weights)
-    if target.is_file():
-        try:
-            read_spec(target)
-            return target
-        except Exception as exc:  # a truncated or foreign file: rebuild it
-            log.warning("rebuilding %s: %s", target, exc)
-    from ..logsteps import long_step
-
-    folder.mkdir(parents=True, exist_ok=True)
-    with long_step(log, "building the default ONNX", f"once, a few seconds, into {target}"):
-        # Build under a private name, then rename: concurrent first uses never see a half-written file.
-        fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=folder)
-        os.close(fd)
-        try:
-            _build_default_onnx(Path(weights or default_weights()), Path(tmp))
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache may be shared
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-            Path(tmp).with_suffix(".tmp.onnx").unlink(missing_ok=True)
-    return target
+    source = Path(weights or default_weights())
+    return ensure_cached_onnx(
+        folder / default_onnx_name(source), "default", lambda tmp: _build_default_onnx(source, tmp)
+    )
 
 
 def _build_default_onnx(weights: Path, target: Path) -> None:

@@ -11,6 +11,9 @@ head is composed by the same code. Only numpy, onnx and safetensors are needed: 
 from __future__ import annotations
 
 import logging
+import os
+import tempfile
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -34,37 +37,53 @@ COMPOSED_BY_KEY = "mde_ros.composed_by"
 COMPOSER_VERSION = 2
 
 
-class _Graph:
-    """Collects nodes and initializers under unique names (`/dpt/<name>`)."""
+class GraphBuilder:
+    """Nodes and initializers of a generated graph under unique names (`/<scope>/<op>_<n>`,
+    `<scope>.<name>`), reading trained tensors from `tensors` (shared with `llm_mde_onnx`)."""
 
-    def __init__(self, tensors: dict[str, np.ndarray]) -> None:
+    def __init__(self, tensors: dict[str, np.ndarray], scope: str, owner: str) -> None:
         self.tensors = tensors
+        self.scope, self.owner = scope, owner  # owner: whose weights, for error messages
         self.nodes: list = []
         self.initializers: list = []
+        self._names: dict[str, np.ndarray] = {}
         self._count = 0
-        self._names: set[str] = set()
 
     def const(self, name: str, value) -> str:
-        """An initializer `dpt.<name>` (added once; later calls reuse it)."""
+        """An initializer `<scope>.<name>`, added once; reusing a name for another value is a bug."""
         from onnx import numpy_helper
 
-        if f"dpt.{name}" not in self._names:
-            self._names.add(f"dpt.{name}")
-            self.initializers.append(numpy_helper.from_array(np.asarray(value), f"dpt.{name}"))
-        return f"dpt.{name}"
+        value = np.ascontiguousarray(value)
+        known = self._names.get(name)
+        if known is None:
+            self._names[name] = value
+            self.initializers.append(numpy_helper.from_array(value, f"{self.scope}.{name}"))
+        elif known.dtype != value.dtype or not np.array_equal(known, value):
+            raise ValueError(f"constant name {name!r} reused for another value")
+        return f"{self.scope}.{name}"
 
-    def weight(self, key: str) -> str:
+    def tensor(self, key: str) -> np.ndarray:
         if key not in self.tensors:
-            raise InvalidModelError(f"the default model's weights have no tensor {key!r}")
-        return self.const(key, self.tensors[key].astype(np.float32))
+            raise InvalidModelError(f"{self.owner} have no tensor {key!r}")
+        return self.tensors[key]
 
     def op(self, op_type: str, inputs: list[str], **attrs) -> str:
         from onnx import helper
 
         self._count += 1
-        out = f"/dpt/{op_type}_{self._count}"
+        out = f"/{self.scope}/{op_type}_{self._count}"
         self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
         return out
+
+
+class _Graph(GraphBuilder):
+    """The DPT head's graph (`/dpt/<op>_<n>`, `dpt.<name>`)."""
+
+    def __init__(self, tensors: dict[str, np.ndarray]) -> None:
+        super().__init__(tensors, "dpt", "the default model's weights")
+
+    def weight(self, key: str) -> str:
+        return self.const(key, self.tensor(key).astype(np.float32))
 
     def conv(self, x: str, prefix: str, pad: int = 0, stride: int = 1, bias: bool = True) -> str:
         kernel = self.tensors[f"{prefix}.weight"].shape[-1]
@@ -296,13 +315,12 @@ def _point_at_weights(model, weights: Path) -> None:
     from .default_model import default_source
     from .export import SOURCE_METADATA_KEY
 
-    entry = model.metadata_props.add()
-    entry.key, entry.value = SOURCE_METADATA_KEY, default_source(weights).to_json()
+    add_metadata(model, {SOURCE_METADATA_KEY: default_source(weights).to_json()})
 
 
 def _compose(source, weights: Path, spec: ModelSpec):
     """Pruned encoder graph + generated head as one ModelProto, with the spec as metadata."""
-    from onnx import TensorProto, helper, numpy_helper
+    from onnx import numpy_helper
     from safetensors.numpy import load_file
 
     layers = spec.config.get("backbone_config", {}).get("out_indices", [3, 6, 9, 12])
@@ -314,17 +332,73 @@ def _compose(source, weights: Path, spec: ModelSpec):
     nodes, initializers = pruned_encoder(source, layer_outputs)
     g = _Graph(tensors)
     depth = _dpt_graph(g, layer_outputs, spec)
-    g.nodes.append(helper.make_node("Identity", [depth], [OUTPUT_DEPTH], name="/dpt/output"))
+    model = assemble_model(g, depth, "mde_ros_default", nodes, initializers)
+    add_metadata(model, {SPEC_METADATA_KEY: spec.to_json(), COMPOSED_BY_KEY: "default_onnx"})
+    return model
+
+
+def assemble_model(
+    g: GraphBuilder, depth: str, name: str, encoder_nodes: list, encoder_init: list, prompt_length: int = 0
+):
+    """The mde_ros contract around a pruned encoder + generated graph: `pixel_values` (+ `prompt_ids`
+    [B, prompt_length] when > 0) -> `predicted_depth`, dynamic batch/height/width."""
+    from onnx import TensorProto, helper
+
+    from .spec import INPUT_PROMPT
+
+    g.nodes.append(helper.make_node("Identity", [depth], [OUTPUT_DEPTH], name=f"/{g.scope}/output"))
+    inputs = [helper.make_tensor_value_info(INPUT_PIXELS, TensorProto.FLOAT, ["batch", 3, "height", "width"])]
+    if prompt_length:
+        inputs.append(
+            helper.make_tensor_value_info(INPUT_PROMPT, TensorProto.INT64, ["batch", prompt_length])
+        )
     graph = helper.make_graph(
-        nodes + g.nodes,
-        "mde_ros_default",
-        [helper.make_tensor_value_info(INPUT_PIXELS, TensorProto.FLOAT, ["batch", 3, "height", "width"])],
+        encoder_nodes + g.nodes,
+        name,
+        inputs,
         [helper.make_tensor_value_info(OUTPUT_DEPTH, TensorProto.FLOAT, ["batch", "height", "width"])],
-        initializer=initializers + g.initializers,
+        initializer=encoder_init + g.initializers,
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="mde_ros")
     model.ir_version = IR_VERSION
-    for key, value in ((SPEC_METADATA_KEY, spec.to_json()), (COMPOSED_BY_KEY, "default_onnx")):
+    return model
+
+
+def add_metadata(model, values: dict[str, str]) -> None:
+    for key, value in values.items():
         entry = model.metadata_props.add()
         entry.key, entry.value = key, value
-    return model
+
+
+def composed_onnx_name(model_name: str, weights: Path) -> str:
+    """`mde-ros-<model>-<weights sha256[:12]>-c<composer version>.onnx`: new weights or a new
+    composer never reuse an old file."""
+    from .onnx_contract import file_sha256
+
+    return f"mde-ros-{model_name}-{file_sha256(weights)[:12]}-c{COMPOSER_VERSION}.onnx"
+
+
+def ensure_cached_onnx(target: Path, what: str, build: Callable[[Path], None]) -> Path:
+    """`target` if it is a readable mde_ros ONNX, else `build(path)` under a private name, then
+    renamed: concurrent first uses never see a half-written file."""
+    from ..logsteps import long_step
+    from .onnx_contract import read_spec
+
+    if target.is_file():
+        try:
+            read_spec(target)
+            return target
+        except Exception as exc:  # a truncated or foreign file: rebuild it
+            log.warning("rebuilding %s: %s", target, exc)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with long_step(log, f"building the {what} ONNX", f"once, a few seconds, into {target}"):
+        fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=target.parent)
+        os.close(fd)
+        try:
+            build(Path(tmp))
+            os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache may be shared
+            os.replace(tmp, target)
+        finally:
+            Path(tmp).unlink(missing_ok=True)
+            Path(tmp).with_suffix(".tmp.onnx").unlink(missing_ok=True)  # the torch exporter's side file
+    return target

