@@ -139,7 +139,7 @@ def ensure_default_onnx(engine_dir: Path | str | None = None, weights: Path | No
     folder = Path(engine_dir) if engine_dir else paths.engine_dir()
     source = Path(weights or default_weights())
     return ensure_cached_onnx(
-        folder / default_onnx_name(source), "default", lambda tmp: _build_default_onnx(source, tmp)
+        folder / default_onnx_name(source), "default", lambda tmp: _build_default_onnx(source, tmp), log
     )
 
 

@@ -378,9 +378,12 @@ def composed_onnx_name(model_name: str, weights: Path) -> str:
     return f"mde-ros-{model_name}-{file_sha256(weights)[:12]}-c{COMPOSER_VERSION}.onnx"
 
 
-def ensure_cached_onnx(target: Path, what: str, build: Callable[[Path], None]) -> Path:
+def ensure_cached_onnx(
+    target: Path, what: str, build: Callable[[Path], None], logger: logging.Logger
+) -> Path:
     """`target` if it is a readable mde_ros ONNX, else `build(path)` under a private name, then
-    renamed: concurrent first uses never see a half-written file."""
+    renamed: concurrent first uses never see a half-written file. Logged on the caller's `logger`
+    (the model's own module name, as users see it in /rosout)."""
     from ..logsteps import long_step
     from .onnx_contract import read_spec
 
@@ -389,9 +392,9 @@ def ensure_cached_onnx(target: Path, what: str, build: Callable[[Path], None]) -
             read_spec(target)
             return target
         except Exception as exc:  # a truncated or foreign file: rebuild it
-            log.warning("rebuilding %s: %s", target, exc)
+            logger.warning("rebuilding %s: %s", target, exc)
     target.parent.mkdir(parents=True, exist_ok=True)
-    with long_step(log, f"building the {what} ONNX", f"once, a few seconds, into {target}"):
+    with long_step(logger, f"building the {what} ONNX", f"once, a few seconds, into {target}"):
         fd, tmp = tempfile.mkstemp(suffix=".onnx", dir=target.parent)
         os.close(fd)
         try:

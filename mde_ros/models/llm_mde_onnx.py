@@ -137,7 +137,7 @@ def ensure_llm_mde_onnx(engine_dir: Path | str | None = None, weights: Path | st
     folder = Path(engine_dir) if engine_dir else paths.engine_dir()
     source = Path(weights or llm_mde_weights())
     return ensure_cached_onnx(
-        folder / llm_mde_onnx_name(source), NAME, lambda tmp: compose_llm_mde_onnx(source, tmp)
+        folder / llm_mde_onnx_name(source), NAME, lambda tmp: compose_llm_mde_onnx(source, tmp), log
     )
 
 
