@@ -305,3 +305,36 @@ def test_clustered_points_count_by_the_image_area_they_stand_for(rng):
         published = ScaleState(METRIC, fit.scale, fit.shift).disparity_to_depth(disparity)
         errors.append(depth_ratio(published, depth) - 1)
     assert errors[0] < -0.05 and abs(errors[1]) < 0.03, errors
+
+
+def test_a_few_lone_points_do_not_count_like_crowded_regions(rng):
+    """The crowd cap is not an area weighting: 400 points on the left half and 8 lone points on the
+    right, where the network is 15 % off, must not pull the level by half the image's weight (an
+    area weighting moves it 2.5 % with a network's 5 % per-pixel error)."""
+    depth = _scene_depth()
+    disparity = simulate_relative(depth, np.random.default_rng(1), 0.05)
+    right = np.mgrid[0:240, 0:320][1] >= 160
+    disparity = np.where(right, disparity / 1.15, disparity).astype(np.float32)
+    pick = np.random.default_rng(2)
+    u = np.concatenate([pick.integers(0, 160, 400), np.arange(8) * 20 + 165])
+    v = np.concatenate([pick.integers(0, 240, 400), np.arange(8) * 28 + 10])
+    estimator = create_estimator(scale_config({"mode": "sparse"}))
+    item = ScaleInput(disparity, None, K, 0.0, "disparity")
+    fit = fit_measurement(estimator, item, u, v, depth[v, u], "points", balance=True)
+    published = ScaleState(METRIC, fit.scale, fit.shift).disparity_to_depth(disparity)
+    assert abs(depth_ratio(published[:, :160], depth[:, :160]) - 1) < 0.008
+
+
+def test_points_outside_the_support_are_not_fitted(rng):
+    """`ScaleInput.support` (eval-scale: the pixels with ground truth) drops the points elsewhere."""
+    depth = _scene_depth()
+    disparity = simulate_relative(depth, rng, 0.01)
+    v, u = np.mgrid[0:240:8, 0:320:8].reshape(2, -1)
+    z = depth[v, u] * np.where(u < 160, 1.0, 1.5)  # the right half's points are 50 % too far
+    support = np.zeros(depth.shape, bool)
+    support[:, :160] = True
+    item = ScaleInput(disparity, None, K, 0.0, "disparity", support=support)
+    fit = fit_measurement(create_estimator(scale_config({"mode": "sparse"})), item, u, v, z, "points")
+    assert fit.points <= (u < 160).sum()
+    published = ScaleState(METRIC, fit.scale, fit.shift).disparity_to_depth(disparity)
+    assert abs(depth_ratio(published, depth) - 1) < 0.01

@@ -215,6 +215,19 @@ def test_eval_scale_runs_the_network_next_to_perfect_depth_and_the_oracle(tiny_o
     )
 
 
+def test_eval_scale_trajectory_rows_fit_scored_pixels_and_all_features(tiny_onnx, capsys):
+    """Trajectory mode with --model: the network row fits the features on pixels with ground truth
+    (where the oracle fits and the depth is scored); `net, all px` uses every feature, like the node."""
+    from mde_ros.cli import main
+
+    visp_data()
+    args = ["eval-scale", "--model", tiny_onnx, "--sequence", "castle-simu", "--mode", "trajectory"]
+    assert main([*args, "--frames", "12", "--input-size", "56"]) == 0
+    rows = {tuple(line.split()[:3]): line for line in capsys.readouterr().out.splitlines()[1:]}
+    assert {"simulated", "network", "net,", "oracle"} <= {key[2] for key in rows}, rows
+    assert ("castle-simu", "trajectory", "net,") in rows
+
+
 def test_trajectory_follows_the_network_while_the_camera_stands_still(castle_simu):
     """No baseline to triangulate: the last triangulated points, moved with the pose, keep the scale
     following the network's drifting affine map instead of holding a stale pair."""

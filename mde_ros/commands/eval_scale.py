@@ -4,7 +4,9 @@ Without `--model`, the relative output is simulated from the ground-truth depth 
 affine map in inverse depth plus noise (`mde_ros.scale.evaluate`), so the figures measure the scale
 estimators, not a network. With `--model` (e.g. `default`), the actual network runs on every frame
 and each row is printed next to the same estimator on perfect (simulated) relative depth and the
-per-frame oracle alignment (s, t fitted to each frame's full ground truth).
+per-frame oracle alignment (s, t fitted to each frame's full ground truth). The fits use only
+points on pixels with ground truth (where the depth is scored and the oracle fitted); trajectory
+mode adds a `net, all px` row with every triangulated feature, as in the node.
 Sequences: castel (real SR300, sparse mode), castle-simu (rendered with poses: sparse and
 trajectory modes), ground (synthetic floor from known geometry: intrinsics mode; simulated only).
 
@@ -26,6 +28,9 @@ import argparse
 SEQUENCES = {"castel": ("sparse",), "castle-simu": ("sparse", "trajectory"), "ground": ("intrinsics",)}
 MODES = ("sparse", "trajectory", "intrinsics")
 NETWORK_SEQUENCES = ("castel", "castle-simu")  # real images (the ground scene is a black frame)
+# Trajectory rows fit only the features on pixels with ground truth (`run_sequence`); this row
+# also uses those on surfaces the ground truth lacks, as the node would.
+ALL_FEATURES = "net, all px"
 
 
 EXAMPLES = """\
@@ -80,6 +85,8 @@ def run(args: argparse.Namespace) -> int:
         for mode in modes:
             config = {"mode": mode, "camera_height": 1.2, "camera_pitch": 10.0}
             sources = [("simulated", None)] + ([("network", predictions)] if args.model else [])
+            if args.model and mode == "trajectory":
+                sources.append((ALL_FEATURES, predictions))
             if args.model and args.stabilise > 0 and frames[0].pose_cam_obj is not None:
                 sources.append(("stabilised", predictions))
             for source, outputs in sources:
@@ -95,6 +102,7 @@ def run(args: argparse.Namespace) -> int:
                     outliers=args.outliers,
                     predictions=outputs,
                     stabiliser=stabiliser,
+                    fit_scored_pixels=source != ALL_FEATURES,
                 )
                 rows.append((sequence, mode, source, result.summary()))
         if args.model:
@@ -105,7 +113,7 @@ def run(args: argparse.Namespace) -> int:
 
 def format_rows(rows: list) -> str:
     lines = [
-        f"{'sequence':12} {'mode':11} {'output':10} {'frames':>6} {'to metric':>9} {'scale err':>9} "
+        f"{'sequence':12} {'mode':11} {'output':11} {'frames':>6} {'to metric':>9} {'scale err':>9} "
         f"{'depth err':>9} {'log err':>7} {'AbsRel':>7} {'delta1':>7} {'jitter':>7} {'temporal':>8}"
     ]
     for sequence, mode, source, s in rows:
@@ -114,7 +122,7 @@ def format_rows(rows: list) -> str:
             f"{s['temporal_error']:8.4f}" if s["temporal_error"] == s["temporal_error"] else f"{'-':>8}"
         )
         lines.append(
-            f"{sequence:12} {mode:11} {source:10} {s['frames']:6d} {s['frames_to_metric']:9} {scale_err} "
+            f"{sequence:12} {mode:11} {source:11} {s['frames']:6d} {s['frames_to_metric']:9} {scale_err} "
             f"{s['depth_scale_error']:9.2%} {s['log_scale_error']:7.2%} {s['abs_rel']:7.4f} "
             f"{s['delta1']:7.3f} {s['depth_jitter']:7.2%} {temporal}"
         )

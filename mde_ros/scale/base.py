@@ -55,6 +55,9 @@ class ScaleInput:
     # Metric models: the depth in metres the pipeline will multiply by `scale` (focal correction of
     # canonical-focal models applied). None for relative models.
     depth: np.ndarray | None = None
+    # Pixels whose metric points the fit may use (bool image; None: all). `eval-scale` passes the
+    # ground truth's valid pixels, so that the estimator fits the scene the ground truth scores.
+    support: np.ndarray | None = None
 
 
 class ScaleEstimator:

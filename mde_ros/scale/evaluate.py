@@ -136,12 +136,16 @@ def run_sequence(
     outliers: float = 0.1,
     predictions: list[np.ndarray] | None = None,
     stabiliser=None,
+    fit_scored_pixels: bool = True,
 ) -> SequenceResult:
     """Feed relative output (and poses / sparse points from the ground truth) frame by frame.
 
     The output is a real network's disparity per frame (`predictions`) or simulated from the
     ground truth when None. `stabiliser` (a `DepthStabiliser`) post-processes the published depth
-    with the ground-truth poses as odometry.
+    with the ground-truth poses as odometry. `fit_scored_pixels`: the fits use only points on
+    pixels with ground truth, the pixels the published depth is scored on (and the oracle fitted
+    on). Sparse points are drawn there anyway; triangulated features also land on surfaces the
+    ground truth lacks (Castle-simu's logo cube), which would set the scale of a scene never scored.
     """
     result = SequenceResult(estimator.mode)
     if hasattr(estimator, "add_pose"):
@@ -154,7 +158,9 @@ def run_sequence(
                 i * period, sparse_from_depth(frame.depth, frame.intrinsics, rng, sparse_points, outliers)
             )
         disparity = simulate_relative(frame.depth, rng, noise) if predictions is None else predictions[i]
-        state = estimator.update(ScaleInput(disparity, frame.rgb, frame.intrinsics, i * period, "disparity"))
+        support = np.isfinite(frame.depth) & (frame.depth > 0) if fit_scored_pixels else None
+        item = ScaleInput(disparity, frame.rgb, frame.intrinsics, i * period, "disparity", support=support)
+        state = estimator.update(item)
         depth = state.disparity_to_depth(disparity)
         if stabiliser is not None:  # odometry: the ground-truth pose, only while metric
             pose = invert(frame.pose_cam_obj) if state.is_metric and frame.pose_cam_obj is not None else None

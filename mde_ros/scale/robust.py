@@ -20,6 +20,7 @@ MAX_INLIER_BAND = 0.25  # relative depth error beyond which a point is an outlie
 # of 2 (its δ1 counts 1.25), a sensor's gross outliers (a wrong return, a bad match) usually do.
 LEVEL_FACTOR = 2.0
 DENSITY_GRIDS = tuple(range(3, 13))  # cells per side of the grids the point density is counted on
+CROWD_FACTOR = 2.0  # a grid cell with more points than this x the median occupied cell's is capped
 
 
 @dataclass
@@ -196,11 +197,14 @@ def weighted_median(values: np.ndarray, weights: np.ndarray) -> float:
 
 
 def density_weights(u: np.ndarray, v: np.ndarray, shape: tuple[int, ...]) -> np.ndarray:
-    """Per-point weight ~ image area it stands for: 1 / (points in its cell), averaged over grids of
-    3x3 ... 12x12 cells (one grid's cell borders would decide too much).
+    """Per-point weight that caps what a crowded part of the image counts: on each grid of 3x3 ...
+    12x12 cells (one grid's cell borders would decide too much), the points of a cell holding more
+    than CROWD_FACTOR x the median occupied cell's count share that many points' weight.
 
     For points that cluster where the image is textured (ORB features): without it, 70 % of the
     points on one surface where the network happens to be off set the scale of the whole image.
+    Only crowds are capped: lifting sparse cells to the weight of full ones (an area weighting)
+    lets a few single triangulations decide, and on Castle-simu it doubled the scale error.
     """
     u = np.asarray(u, np.int64).reshape(-1)
     v = np.asarray(v, np.int64).reshape(-1)
@@ -210,9 +214,9 @@ def density_weights(u: np.ndarray, v: np.ndarray, shape: tuple[int, ...]) -> np.
     for cells in DENSITY_GRIDS:
         label = (v * cells // shape[0]) * cells + u * cells // shape[1]
         _, index, count = np.unique(label, return_inverse=True, return_counts=True)
-        inverse = 1.0 / count[index]
-        weights += inverse / inverse.sum()
-    return weights
+        crowd = CROWD_FACTOR * float(np.median(count))
+        weights += np.minimum(1.0, crowd / count[index])
+    return weights / len(DENSITY_GRIDS)
 
 
 def robust_scale(prediction: np.ndarray, z: np.ndarray, threshold: float = 0.08) -> FitResult | None:

@@ -124,9 +124,13 @@ def fit_measurement(
     """Shared by sparse and trajectory modes: fit the output at pixels (u, v) to metric depths z.
 
     Relative models: after the robust fit, the level is set so that the median of published /
-    metric depth over the points is 1 (`robust.level_to_points`); `balance` weights each point by
-    the image area it stands for (`robust.density_weights`), for points that cluster (features).
+    metric depth over the points is 1 (`robust.level_to_points`); `balance` caps the weight of
+    crowded image regions (`robust.density_weights`), for points that cluster (features). Points
+    outside `item.support` are not used.
     """
+    if item.support is not None:
+        inside = item.support[v, u]
+        u, v, z = u[inside], v[inside], z[inside]
     relative = item.convention == DISPARITY
     source = item.prediction if relative or item.depth is None else item.depth
     values = source[v, u]

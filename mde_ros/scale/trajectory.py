@@ -7,8 +7,8 @@ triangulated with the metric relative pose, filtered by cheirality, parallax and
 error, and the network output at the current pixels is fitted to their depths, together with the
 latest earlier triangulated points (`MAX_LANDMARKS`, kept in the world frame) moved into the
 current view with its pose: they cover more of the image than one frame pair's matches. Features
-cluster where the image is textured, so each point counts by the image area it stands for when
-the fit's level is set (`robust.density_weights`). While the baseline is too short to
+cluster where the image is textured, so a crowded image region counts only so much when the fit's
+level is set (`robust.density_weights`). While the baseline is too short to
 triangulate, those points alone keep the fit going, so the scale follows the network's
 frame-to-frame changes instead of holding a stale (s, t).
 
