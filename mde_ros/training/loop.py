@@ -27,6 +27,7 @@ class TrainConfig:
     seed: int = 0
     progress: bool = True
     max_minutes: float = 0.0  # 0: no time limit
+    adapter_lr: float = 0.0  # learning rate of LoRA adapters (`lora_` parameters); 0: `lr`
 
 
 @dataclass
@@ -66,10 +67,17 @@ def fit(
     from tqdm import tqdm
 
     seed_everything(config.seed)
-    params = [p for p in model.parameters() if p.requires_grad]
-    if not params:
+    named = [(n, p) for n, p in model.named_parameters() if p.requires_grad]
+    if not named:
         raise ValueError("nothing to train: no parameter requires a gradient")
-    optimiser = torch.optim.AdamW(params, lr=config.lr, weight_decay=config.weight_decay)
+    params = [p for _, p in named]
+    adapters = [p for n, p in named if "lora_" in n]
+    groups = [{"params": [p for n, p in named if "lora_" not in n]}]
+    if adapters:  # zero-initialised LoRA ups start slowly at a head's learning rate
+        groups.append({"params": adapters, "lr": config.adapter_lr or config.lr})
+    optimiser = torch.optim.AdamW(
+        [g for g in groups if g["params"]], lr=config.lr, weight_decay=config.weight_decay
+    )
     steps_per_epoch = max(1, n_train // config.batch_size)
     total = steps_per_epoch * config.epochs
     schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, cosine_lambda(total, config.warmup_steps))

@@ -8,9 +8,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ..models.encoder_lora import SPEC_KEY as ENCODER_LORA_KEY
 from ..models.spec import ModelSpec
-from .features import FeatureSet
-from .heads import CachedDpt, CachedLlmMde, freeze_for_heads, trained_state
+from .features import CACHED_LAYERS, FeatureSet
+from .heads import CachedDpt, CachedLlmMde, crop_tokens, freeze_for_heads, trained_state
 from .loop import TrainConfig, TrainResult, fit
 from .losses import ssi_loss
 
@@ -28,33 +29,44 @@ def prompts_for(spec: ModelSpec, data: FeatureSet) -> np.ndarray | None:
 
 
 def cached_wrapper(model, spec: ModelSpec):
-    return CachedLlmMde(model) if spec.architecture == "llm_mde" else CachedDpt(model)
+    if spec.architecture == "llm_mde":
+        return CachedLlmMde(model)
+    lora = spec.config.get(ENCODER_LORA_KEY)
+    if not lora:
+        return CachedDpt(model)
+    first = min(lora["layers"])
+    if first < CACHED_LAYERS[2]:  # blocks before it would need tokens that are not cached
+        raise ValueError(f"encoder LoRA on cached features: blocks from {CACHED_LAYERS[2]} on, not {first}")
+    return CachedDpt(model, CACHED_LAYERS[2])
 
 
 def _crop(data: FeatureSet, idx, crop: tuple[int, int] | None, rng: np.random.Generator | None):
-    """Features [B, layers, 1+h*w, C] and depth of a random `crop` (patches) of the grid, or all of it."""
+    """Features [B, layers, 1+h*w, C], depth and size of a random `crop` (patches) of the grid, or
+    all of it, and the crop's box (y, x, h, w in patches; None for the whole grid)."""
     patch = 14
     grid_h, grid_w = data.size[0] // patch, data.size[1] // patch
     feats = data.features[idx]
     if crop is None or (crop[0] >= grid_h and crop[1] >= grid_w) or rng is None:
-        return feats, data.depth[idx], data.size
+        return feats, data.depth[idx], data.size, None
     ch, cw = min(crop[0], grid_h), min(crop[1], grid_w)
     y, x = int(rng.integers(grid_h - ch + 1)), int(rng.integers(grid_w - cw + 1))
-    b, layers, _, c = feats.shape
-    grid = feats[:, :, 1:].reshape(b, layers, grid_h, grid_w, c)[:, :, y : y + ch, x : x + cw]
-    feats = np.concatenate([feats[:, :, :1], grid.reshape(b, layers, ch * cw, c)], axis=2)
     depth = data.depth[idx][:, y * patch : (y + ch) * patch, x * patch : (x + cw) * patch]
-    return feats, depth, (ch * patch, cw * patch)
+    return feats, depth, data.size, (y, x, ch, cw)
 
 
-def _batch(data: FeatureSet, prompts, idx, crop=None, rng=None):
-    feats, depth, size = _crop(data, idx, crop, rng)
+def _batch(data: FeatureSet, prompts, idx, crop=None, rng=None, whole_grid: bool = False):
+    """Tensors of one batch. The crop is applied here to the cached tokens, or (`whole_grid`, the
+    wrapper runs encoder blocks first) returned as a box for the wrapper to apply."""
+    feats, depth, size, box = _crop(data, idx, crop, rng)
     feats = torch.from_numpy(feats.astype(np.float32))
+    if box is not None and not whole_grid:
+        feats, size = crop_tokens(feats, size, box, 14)
+        box = None
     depth = torch.from_numpy(np.ascontiguousarray(depth))
     mask = torch.isfinite(depth) & (depth > 0)
     depth = torch.where(mask, depth, torch.ones_like(depth))
     ids = torch.from_numpy(prompts[idx]) if prompts is not None else None
-    return feats, depth, mask, ids, size
+    return feats, depth, mask, ids, size, box
 
 
 def predict_cached(wrapper, data: FeatureSet, prompts, batch_size: int = 8) -> np.ndarray:
@@ -62,7 +74,7 @@ def predict_cached(wrapper, data: FeatureSet, prompts, batch_size: int = 8) -> n
     with torch.no_grad():
         for start in range(0, len(data), batch_size):
             idx = np.arange(start, min(len(data), start + batch_size))
-            feats, _, _, ids, size = _batch(data, prompts, idx)
+            feats, _, _, ids, size, _ = _batch(data, prompts, idx)
             out.append(wrapper(feats, size, ids).numpy())
     return np.concatenate(out)
 
@@ -110,12 +122,15 @@ def train_head(
 
     rng = np.random.default_rng(config.seed + 1)
     n_train = sum(len(s) for s in train_sets)
+    whole_grid = getattr(wrapper, "needs_whole_grid", False)
 
     def step_loss(module, idx):
         total = 0.0
         for k, local in _locate(train_sets, np.asarray(idx)):
-            feats, depth, mask, ids, size = _batch(train_sets[k], train_prompts[k], local, crops[k], rng)
-            total = total + ssi_loss(wrapper(feats, size, ids), depth, mask, grad_weight) * len(local)
+            feats, depth, mask, ids, size, box = _batch(
+                train_sets[k], train_prompts[k], local, crops[k], rng, whole_grid
+            )
+            total = total + ssi_loss(wrapper(feats, size, ids, box), depth, mask, grad_weight) * len(local)
         return total / len(idx)
 
     def val_loss(module):
@@ -123,7 +138,7 @@ def train_head(
         for data, prompts in zip(val_sets, val_prompts):
             for start in range(0, len(data), 8):
                 idx = np.arange(start, min(len(data), start + 8))
-                feats, depth, mask, ids, size = _batch(data, prompts, idx)
+                feats, depth, mask, ids, size, _ = _batch(data, prompts, idx)
                 losses += float(ssi_loss(wrapper(feats, size, ids), depth, mask, 0.0)) * len(idx)
                 count += len(idx)
         return losses / count
