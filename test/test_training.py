@@ -190,6 +190,7 @@ def test_encoder_lora_trains_on_cached_features_and_composes_without_torch(tmp_p
     from mde_ros.cli import main
     from mde_ros.models.default_model import (
         build_pretrained,
+        default_weights,
         load_default_model,
         load_trained_state,
         shipped_spec,
@@ -204,17 +205,20 @@ def test_encoder_lora_trains_on_cached_features_and_composes_without_torch(tmp_p
     from mde_ros.training.train_heads import cached_wrapper
 
     out = tmp_path / "run"
-    args = "train --synthetic 6 --init default --encoder-lora 2 --adapter-lr 1e-2 --epochs 1".split()
+    args = "train --synthetic 6 --init default --encoder-lora 8 --adapter-lr 1e-2 --epochs 1".split()
     args += ["--input-size", "56", "--crop", "3x3", "--out", str(out), "--no-export"]
     assert main(args) == 0
     capsys.readouterr()
     weights = out / "trained.safetensors"
-    tensors = load_file(str(weights))
+    tensors, before = load_file(str(weights)), load_file(str(default_weights()))
     adapters = {k for k in tensors if k.startswith("backbone.")}
     assert adapters and all(".lora_" in k for k in adapters)  # no pretrained encoder tensor shipped
     assert {int(k.split(".")[3]) for k in adapters} == {9, 10, 11}
-    assert any(np.abs(tensors[k]).max() > 0 for k in adapters if k.endswith("lora_up"))  # trained
-    assert shipped_spec(weights).config["encoder_lora"] == {"layers": [9, 10, 11], "rank": 2}
+    ups = [k for k in adapters if k.endswith("lora_up")]
+    assert any(not np.array_equal(tensors[k], before.get(k, 0 * tensors[k])) for k in ups)  # trained
+    assert shipped_spec(weights).config["encoder_lora"] == {"layers": [9, 10, 11], "rank": 8}
+    assert main([*args[:-5], "--encoder-lora", "4", "--out", str(tmp_path / "other")]) == 2
+    assert "already carry rank-8 encoder LoRA" in capsys.readouterr().err
 
     model, spec = load_default_model(weights)  # adapters folded into the weights
     composed = compose_default_onnx(weights, tmp_path / "composed.onnx")

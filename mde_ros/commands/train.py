@@ -163,14 +163,18 @@ def _with_encoder_lora(spec, rank: int):
     """The DPT spec with adapters on the blocks after the last cached encoder layer but one."""
     import dataclasses
 
+    from ..errors import InvalidInputError
     from ..models.encoder_lora import SPEC_KEY
     from ..training.features import CACHED_LAYERS
 
-    if rank <= 0 or spec.config.get(SPEC_KEY):
+    present = spec.config.get(SPEC_KEY)
+    if present and rank > 0 and int(present["rank"]) != rank:
+        raise InvalidInputError(
+            f"--encoder-lora {rank}: the initial weights already carry rank-{present['rank']} encoder LoRA"
+        )
+    if rank <= 0 or present:
         return spec
     if spec.architecture != "depth_anything":
-        from ..errors import InvalidInputError
-
         raise InvalidInputError("--encoder-lora is for the DPT head (LLM-MDE has --lora-vit)")
     layers = list(range(CACHED_LAYERS[2], CACHED_LAYERS[3]))  # blocks 9, 10, 11
     return dataclasses.replace(spec, config={**spec.config, SPEC_KEY: {"layers": layers, "rank": rank}})

@@ -34,7 +34,9 @@ def encoder_deltas(tensors: dict[str, np.ndarray]) -> dict[tuple[int, str], np.n
     deltas = {}
     for (layer, linear), pair in sorted(parts.items()):
         if linear not in TARGETS or set(pair) != {"down", "up"}:
-            raise InvalidModelError(f"encoder LoRA layer {layer} {linear}: needs lora_down and lora_up")
+            raise InvalidModelError(
+                f"encoder LoRA layer {layer} {linear}: not a DINOv2 linear, or lora_down/lora_up missing"
+            )
         up, down = pair["up"].astype(np.float32), pair["down"].astype(np.float32)
         if up.shape[1] != down.shape[0]:
             raise InvalidModelError(f"encoder LoRA layer {layer} {linear}: ranks {up.shape} / {down.shape}")
